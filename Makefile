@@ -1,0 +1,52 @@
+# The project's commands. `make run` and `make test` are all a new user needs (see README.md).
+#   make run [STAGE=N]         build in release and run stage N's default demo (default: the highest built stage)
+#   make test                  every test, every stage (debug build, with Swift's run-time safety checks on)
+#   make bench [STAGE=N]       stage N's benchmark, in release
+#   make gradcheck [STAGE=N]   stage N's golden gradient checks as a table
+#   make plots                 run every stage's demo, which redraws Plots/
+#   make diff FROM=N TO=M      what stage M adds to stage N
+#   make format / make lint    swift-format over the sources (lint fails on any difference)
+
+STAGE_DIRS := $(sort $(wildcard Stages/[0-9]*-*))
+STAGE_NUMBERS := $(sort $(foreach d,$(STAGE_DIRS),$(firstword $(subst -, ,$(notdir $(d))))))
+STAGE ?= $(lastword $(STAGE_NUMBERS))
+SOURCES := Package.swift Stages Shared Tests
+
+.PHONY: deps build run test bench gradcheck plots diff format lint
+
+deps:
+	@bash .ci/deps
+
+build: deps
+	swift build -c release --product stage$(STAGE)
+
+run: build
+	.build/release/stage$(STAGE)
+
+test: deps
+	swift format lint --strict --recursive $(SOURCES)
+	swift test
+
+bench: build
+	@python3 -c "import micrograd" 2>/dev/null || python3 -m pip install --quiet micrograd==0.1.0 2>/dev/null || true
+	.build/release/stage$(STAGE) bench
+
+gradcheck: build
+	.build/release/stage$(STAGE) gradcheck
+
+plots: deps
+	@for n in $(STAGE_NUMBERS); do $(MAKE) --no-print-directory run STAGE=$$n || exit 1; done
+
+diff:
+	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make diff FROM=1 TO=2" >&2; exit 2; }
+	@from=$$(ls -d Stages/$(FROM)-* 2>/dev/null); to=$$(ls -d Stages/$(TO)-* 2>/dev/null); \
+	  test -n "$$from" || { echo "no stage $(FROM) under Stages/" >&2; exit 2; }; \
+	  test -n "$$to" || { echo "no stage $(TO) under Stages/ yet" >&2; exit 2; }; \
+	  git --no-pager diff --no-index --stat "$$from" "$$to"; \
+	  git diff --no-index "$$from" "$$to" || true
+
+format:
+	swift format format --in-place --recursive $(SOURCES)
+
+lint:
+	swift format lint --strict --recursive $(SOURCES)

@@ -1,0 +1,61 @@
+// swift-tools-version:6.0
+// One executable target per stage (StageN, product `stageN`) and its test target, plus the Shared libraries.
+// Adding stage N is one entry in `stages`.
+import PackageDescription
+
+/// The built stages, by folder name under Stages/. The leading number names the target (Stage1, stage1, Stage1Tests).
+let stages = [
+  "1-scalar-autograd"
+]
+
+/// Libraries every stage may use: infrastructure only, never a concept a stage teaches.
+let shared: [Target] = [
+  .systemLibrary(
+    name: "CBLAS", path: "Shared/CBLAS", pkgConfig: "openblas",
+    providers: [.apt(["libopenblas-dev"])]),
+  .target(name: "Support", path: "Shared/Support"),
+  .target(name: "Datasets", dependencies: ["Support"], path: "Shared/Datasets"),
+  .target(name: "Plotting", dependencies: ["Support"], path: "Shared/Plotting"),
+  .target(name: "GradCheck", dependencies: ["Support"], path: "Shared/GradCheck"),
+  .testTarget(
+    name: "SharedTests", dependencies: ["CBLAS", "Support", "Datasets", "Plotting", "GradCheck"],
+    path: "Tests/SharedTests"),
+]
+
+let stageDependencies: [Target.Dependency] = [
+  "Support", "Datasets", "Plotting", "GradCheck",
+  .product(name: "ArgumentParser", package: "swift-argument-parser"),
+  .product(name: "Numerics", package: "swift-numerics"),
+]
+
+/// Release builds of a stage skip Swift's run-time exclusivity check on class properties: in the scalar engine it
+/// costs a quarter of a training step (every `grad +=` on a node is checked). The compile-time check stays, and
+/// the tests run in debug with the run-time check on, so an overlapping access is still caught there.
+let stageSettings: [SwiftSetting] = [
+  .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))
+]
+
+let stageTargets: [Target] = stages.flatMap { slug -> [Target] in
+  let number = String(slug.prefix(while: \.isNumber))
+  return [
+    .executableTarget(
+      name: "Stage\(number)", dependencies: stageDependencies, path: "Stages/\(slug)",
+      exclude: ["README.md"], swiftSettings: stageSettings),
+    .testTarget(
+      name: "Stage\(number)Tests", dependencies: [.target(name: "Stage\(number)"), "GradCheck", "Support"],
+      path: "Tests/Stage\(number)Tests"),
+  ]
+}
+
+let package = Package(
+  name: "FrameworkFromScratch",
+  products: stages.map { slug in
+    let number = String(slug.prefix(while: \.isNumber))
+    return .executable(name: "stage\(number)", targets: ["Stage\(number)"])
+  },
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
+  ],
+  targets: shared + stageTargets
+)

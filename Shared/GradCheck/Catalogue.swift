@@ -1,0 +1,149 @@
+/// The golden catalogue: every differentiable thing the project teaches, as a case that each stage builds with its
+/// own API and the checker compares against finite differences. Stage N must build every case of stages 1...N.
+///
+/// A case names its inputs (shape, and the domain they are drawn from) and says in words what to compute.
+/// The words are the contract: a stage's adapter reads them and builds the expression; the output may be a vector,
+/// and the checker tests its whole Jacobian. Shapes follow PyTorch's conventions (a Linear weight is [out, in]).
+
+/// Where a case's input values are drawn from. Draws are seeded by the case name, so every run sees the same inputs.
+public enum Domain: Sendable, Equatable {
+  /// Uniform in [low, high); differentiated.
+  case uniform(Double, Double)
+  /// Uniform in [low, high), but at least `kinkMargin` away from each kink (relu at 0, a hinge at 1, ...), so that
+  /// finite differences never straddle a point where the function is not differentiable; differentiated.
+  case uniformAvoiding(Double, Double, kinks: [Double])
+  /// Class labels 0..<k stored as doubles; held fixed (not differentiated).
+  case classes(Int)
+  /// Labels -1 or +1; held fixed (not differentiated).
+  case signs
+
+  /// Whether the checker perturbs and compares this input.
+  public var isDifferentiable: Bool {
+    switch self {
+    case .uniform, .uniformAvoiding: return true
+    case .classes, .signs: return false
+    }
+  }
+}
+
+/// How far a drawn input stays from a kink.
+public let kinkMargin = 1e-3
+
+/// One input of a case.
+public struct InputSpec: Sendable {
+  public let name: String
+  /// The shape; [] is a scalar. Values are passed flattened, row-major.
+  public let shape: [Int]
+  public let domain: Domain
+
+  public init(_ name: String, _ shape: [Int], _ domain: Domain) {
+    self.name = name
+    self.shape = shape
+    self.domain = domain
+  }
+
+  public var count: Int { shape.reduce(1, *) }
+}
+
+/// One case of the catalogue.
+public struct GradCase: Sendable {
+  public let name: String
+  /// The stage that introduces it; stages after it must keep building it.
+  public let stage: Int
+  public let inputs: [InputSpec]
+  /// What to compute, in words.
+  public let expression: String
+
+  public init(_ name: String, stage: Int, inputs: [InputSpec], _ expression: String) {
+    self.name = name
+    self.stage = stage
+    self.inputs = inputs
+    self.expression = expression
+  }
+}
+
+private let anyReal = Domain.uniform(-2, 2)
+private let positive = Domain.uniform(0.5, 2)
+
+/// The catalogue, in the order stages introduce the cases.
+public let catalogue: [GradCase] = [
+  // MARK: - Stage 1: scalar ops
+  GradCase("add", stage: 1, inputs: [.init("x", [], anyReal), .init("y", [], anyReal)], "x + y"),
+  GradCase("sub", stage: 1, inputs: [.init("x", [], anyReal), .init("y", [], anyReal)], "x - y"),
+  GradCase("mul", stage: 1, inputs: [.init("x", [], anyReal), .init("y", [], anyReal)], "x * y"),
+  GradCase("div", stage: 1, inputs: [.init("x", [], anyReal), .init("y", [], positive)], "x / y"),
+  GradCase("neg", stage: 1, inputs: [.init("x", [], anyReal)], "-x"),
+  GradCase("pow_real", stage: 1, inputs: [.init("x", [], positive)], "x.pow(2.5)"),
+  GradCase("pow_integer", stage: 1, inputs: [.init("x", [], anyReal)], "x.pow(3) (also defined for x < 0)"),
+  GradCase("pow_negative", stage: 1, inputs: [.init("x", [], positive)], "x.pow(-1.5)"),
+  GradCase("exp", stage: 1, inputs: [.init("x", [], anyReal)], "x.exp()"),
+  GradCase("log", stage: 1, inputs: [.init("x", [], positive)], "x.log()"),
+  GradCase("tanh", stage: 1, inputs: [.init("x", [], anyReal)], "x.tanh()"),
+  GradCase("relu", stage: 1, inputs: [.init("x", [], .uniformAvoiding(-2, 2, kinks: [0]))], "x.relu()"),
+  GradCase("sigmoid", stage: 1, inputs: [.init("x", [], .uniform(-6, 6))], "x.sigmoid()"),
+  GradCase("sum", stage: 1, inputs: [.init("x", [5], anyReal)], "sum of the five elements of x"),
+  GradCase(
+    "constant_left", stage: 1, inputs: [.init("x", [], positive)],
+    "(2 + x) * (3 - x) + 4 * x + 1 / x, every constant a plain number on the left"),
+  GradCase(
+    "constant_right", stage: 1, inputs: [.init("x", [], positive)],
+    "(x + 2) * (x - 3) + x * 4 + x / 5 - x.pow(2) / 7, every constant a plain number on the right"),
+
+  // MARK: - Stage 1: graphs that test accumulation
+  GradCase("reuse", stage: 1, inputs: [.init("x", [], anyReal)], "x * x + x (x feeds three edges)"),
+  GradCase(
+    "diamond", stage: 1, inputs: [.init("x", [], .uniform(-1, 1)), .init("y", [], .uniform(-1, 1))],
+    "a = x * y; a.tanh() * a.exp() + y (a feeds two branches that meet again)"),
+  GradCase(
+    "micrograd_sanity", stage: 1, inputs: [.init("x", [], .uniform(-5, -1))],
+    """
+    micrograd's first test: z = 2 * x + 2 + x; q = z.relu() + z * x; h = (z * z).relu(); y = h + q + q * x
+    (x in [-5, -1] keeps z = 3x + 2 away from relu's kink)
+    """),
+  GradCase(
+    "micrograd_more_ops", stage: 1, inputs: [.init("a", [], .uniform(-5, -3)), .init("b", [], .uniform(1.5, 2.5))],
+    """
+    micrograd's second test: c = a + b; d = a * b + b.pow(3); c = c + c + 1; c = c + 1 + c + (-a);
+    d = d + d * 2 + (b + a).relu(); d = d + 3 * d + (b - a).relu(); e = c - d; f = e.pow(2); g = f / 2;
+    g = g + 10 / f; output g (the ranges keep b + a < 0 and b - a > 0, away from relu's kink)
+    """),
+
+  // MARK: - Stage 1: neurons, networks and losses
+  GradCase(
+    "neuron", stage: 1,
+    inputs: [.init("w", [3], .uniform(-1, 1)), .init("b", [], .uniform(-1, 1)), .init("x", [3], .uniform(-1, 1))],
+    "tanh(sum_i w[i] * x[i] + b)"),
+  GradCase(
+    "mlp_bce", stage: 1,
+    inputs: [
+      .init("w1", [4, 2], .uniform(-1, 1)), .init("b1", [4], .uniform(-0.5, 0.5)),
+      .init("w2", [4, 4], .uniform(-1, 1)), .init("b2", [4], .uniform(-0.5, 0.5)),
+      .init("w3", [1, 4], .uniform(-1, 1)), .init("b3", [1], .uniform(-0.5, 0.5)),
+      .init("x", [3, 2], .uniform(-2, 2)), .init("labels", [3], .classes(2)),
+    ],
+    """
+    an MLP 2-4-4-1 with tanh hidden layers and a linear output (layer k computes wk @ input + bk, wk is [out, in]),
+    applied to each row of x; the loss is the mean binary cross-entropy of the three logits against labels
+    """),
+  GradCase(
+    "hinge_loss", stage: 1,
+    inputs: [.init("scores", [4], .uniformAvoiding(-3, 3, kinks: [-1, 1])), .init("labels", [4], .signs)],
+    "micrograd's max-margin loss: mean over i of relu(1 - labels[i] * scores[i])"),
+  GradCase(
+    "mse_loss", stage: 1, inputs: [.init("predictions", [4], anyReal), .init("targets", [4], anyReal)],
+    "mean over i of (predictions[i] - targets[i]).pow(2)"),
+  GradCase(
+    "bce_with_logits", stage: 1,
+    inputs: [.init("logits", [4], .uniform(-30, 30)), .init("labels", [4], .classes(2))],
+    """
+    mean over i of the binary cross-entropy of sigmoid(logits[i]) against labels[i], in the stable form
+    max(z, 0) - z * y + log(1 + exp(-|z|)) (logits as large as 30 must not overflow)
+    """),
+  GradCase(
+    "l2_penalty", stage: 1, inputs: [.init("p", [6], anyReal)], "1e-2 * sum of p[i] * p[i] (weight decay as a loss)"),
+]
+
+/// The catalogue cases a stage must build: those of stages 1...stage.
+public func cases(upToStage stage: Int) -> [GradCase] {
+  catalogue.filter { $0.stage <= stage }
+}

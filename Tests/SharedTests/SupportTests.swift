@@ -1,0 +1,108 @@
+import Foundation
+import Testing
+
+@testable import Support
+
+@Suite struct RandomTests {
+  @Test func splitMix64MatchesTheReferenceOutputs() {
+    // The first outputs of the published SplitMix64 from seed 0.
+    var rng = SplitMix64(seed: 0)
+    #expect(rng.next() == 0xE220_A839_7B1D_CDAF)
+    #expect(rng.next() == 0x6E78_9E6A_A1B9_65F4)
+    #expect(rng.next() == 0x06C4_5D18_8009_454F)
+  }
+
+  @Test func xoshiroMatchesTheReferenceOutputs() {
+    // xoshiro256** from the state {1, 2, 3, 4}, as the reference C code gives it.
+    var rng = SeededRNG(state: (1, 2, 3, 4))
+    #expect([rng.next(), rng.next(), rng.next(), rng.next()] == [11520, 0, 1_509_978_240, 1_215_971_899_390_074_240])
+  }
+
+  @Test func theSameSeedGivesTheSameStream() {
+    var a = SeededRNG(seed: 42)
+    var b = SeededRNG(seed: 42)
+    var c = SeededRNG(seed: 43)
+    let first = (0..<5).map { _ in a.next() }
+    #expect(first == (0..<5).map { _ in b.next() })
+    #expect(first != (0..<5).map { _ in c.next() })
+  }
+
+  @Test func drawsHaveTheRightRangeAndMoments() {
+    var rng = SeededRNG(seed: 7)
+    let uniform = (0..<100_000).map { _ in rng.uniform(-2, 3) }
+    #expect(uniform.allSatisfy { $0 >= -2 && $0 < 3 })
+    #expect(abs(uniform.reduce(0, +) / 100_000 - 0.5) < 0.02)
+    let normal = (0..<100_000).map { _ in rng.normal(mean: 1, std: 2) }
+    let mean = normal.reduce(0, +) / 100_000
+    let variance = normal.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 100_000
+    #expect(abs(mean - 1) < 0.03)
+    #expect(abs(variance.squareRoot() - 2) < 0.03)
+    let indices = (0..<10_000).map { _ in rng.index(below: 3) }
+    #expect(Set(indices) == [0, 1, 2])
+  }
+
+  @Test func stableHashIsFNV1a() {
+    #expect(stableHash("") == 0xCBF2_9CE4_8422_2325)
+    #expect(stableHash("a") == 0xAF63_DC4C_8601_EC8C)
+  }
+}
+
+@Suite struct TimingTests {
+  @Test func medianOfOddAndEvenCounts() {
+    #expect(median([3, 1, 2]) == 2)
+    #expect(median([4, 1, 3, 2]) == 2.5)
+  }
+
+  @Test func clockTimeFormatsMinutesAndHours() {
+    #expect(clockTime(5) == "0:05")
+    #expect(clockTime(125) == "2:05")
+    #expect(clockTime(3725) == "1:02:05")
+  }
+
+  @Test func peakResidentMemoryIsPlausible() {
+    let bytes = peakResidentBytes()
+    #expect(bytes > 1 << 20 && bytes < 1 << 36)
+  }
+}
+
+@Suite struct FilesTests {
+  let directory = NSTemporaryDirectory() + "files-tests-\(getpid())-\(Stopwatch.now())"
+
+  @Test func atomicWriteReplacesTheFileAndLeavesNoTemporary() throws {
+    try prepareOutputDirectory(directory)
+    let path = directory + "/out.txt"
+    try writeAtomically("first", to: path)
+    try writeAtomically("second", to: path)
+    #expect(try String(contentsOfFile: path, encoding: .utf8) == "second")
+    #expect(try FileManager.default.contentsOfDirectory(atPath: directory) == ["out.txt"])
+  }
+
+  @Test func aFileWhereADirectoryShouldBeIsAnError() throws {
+    try prepareOutputDirectory(directory)
+    let path = directory + "/plain"
+    try writeAtomically("x", to: path)
+    #expect(throws: UserError.self) { try prepareOutputDirectory(path) }
+    do {
+      try prepareOutputDirectory(path)
+    } catch {
+      #expect("\(error)" == "'\(path)' is a file, not a directory")
+    }
+  }
+
+  @Test func writingIntoAMissingDirectoryIsAnError() {
+    #expect(throws: UserError.self) { try writeAtomically("x", to: "/nonexistent-dir/x.txt") }
+  }
+
+  @Test func runToolCapturesOutputErrorsAndStatus() throws {
+    let shell = try #require(findExecutable("sh"))
+    let run = try runTool(shell, ["-c", "cat; echo oops >&2; exit 3"], input: "hello")
+    #expect(run.output == "hello")
+    #expect(run.errorOutput == "oops\n")
+    #expect(run.status == 3)
+  }
+
+  @Test func findExecutableFindsShAndNotNonsense() {
+    #expect(findExecutable("sh") != nil)
+    #expect(findExecutable("no-such-tool-here") == nil)
+  }
+}
