@@ -75,7 +75,6 @@ struct BenchCommand: ParsableCommand {
   }
 }
 
-
 /// The same training step written against micrograd's own API (Value, MLP): hinge loss + 1e-4 L2, SGD.
 /// Reads the points on stdin; prints the median seconds per step.
 private let microgradScript = """
