@@ -1,5 +1,5 @@
 # The project's commands. `make run` and `make test` are all a new user needs (see README.md).
-#   make run [STAGE=N]         build in release and run stage N's default demo (default: the highest built stage)
+#   make run [STAGE=N]         build every stage in release and run stage N's default demo (default: the newest)
 #   make test                  every test, every stage (debug build, with Swift's run-time safety checks on)
 #   make bench [STAGE=N]       stage N's benchmark, in release
 #   make gradcheck [STAGE=N]   stage N's golden gradient checks as a table
@@ -18,14 +18,14 @@ deps:
 	@bash .ci/deps
 
 build: deps
-	swift build -c release --product stage$(STAGE)
+	swift build -c release
 
 run: build
 	.build/release/stage$(STAGE)
 
 test: deps
 	swift format lint --strict --recursive $(SOURCES)
-	swift test
+	swift test --disable-xctest
 
 bench: build
 	@python3 -c "import micrograd" 2>/dev/null || python3 -m pip install --quiet micrograd==0.1.0 2>/dev/null || true

@@ -5,7 +5,8 @@ import PackageDescription
 
 /// The built stages, by folder name under Stages/. The leading number names the target (Stage1, stage1, Stage1Tests).
 let stages = [
-  "1-scalar-autograd"
+  "1-scalar-autograd",
+  "2-tensor-autograd",
 ]
 
 /// Libraries every stage may use: infrastructure only, never a concept a stage teaches.
@@ -23,7 +24,7 @@ let shared: [Target] = [
 ]
 
 let stageDependencies: [Target.Dependency] = [
-  "Support", "Datasets", "Plotting", "GradCheck",
+  "CBLAS", "Support", "Datasets", "Plotting", "GradCheck",
   .product(name: "ArgumentParser", package: "swift-argument-parser"),
   .product(name: "Numerics", package: "swift-numerics"),
 ]

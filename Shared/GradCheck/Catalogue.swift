@@ -12,6 +12,9 @@ public enum Domain: Sendable, Equatable {
   /// Uniform in [low, high), but at least `kinkMargin` away from each kink (relu at 0, a hinge at 1, ...), so that
   /// finite differences never straddle a point where the function is not differentiable; differentiated.
   case uniformAvoiding(Double, Double, kinks: [Double])
+  /// Uniform in [low, high), every element at least `kinkMargin` from every other, so that a max has no ties
+  /// (a tie is a kink: which element gets the gradient flips); differentiated.
+  case distinct(Double, Double)
   /// Class labels 0..<k stored as doubles; held fixed (not differentiated).
   case classes(Int)
   /// Labels -1 or +1; held fixed (not differentiated).
@@ -20,7 +23,7 @@ public enum Domain: Sendable, Equatable {
   /// Whether the checker perturbs and compares this input.
   public var isDifferentiable: Bool {
     switch self {
-    case .uniform, .uniformAvoiding: return true
+    case .uniform, .uniformAvoiding, .distinct: return true
     case .classes, .signs: return false
     }
   }
@@ -141,6 +144,98 @@ public let catalogue: [GradCase] = [
     """),
   GradCase(
     "l2_penalty", stage: 1, inputs: [.init("p", [6], anyReal)], "1e-2 * sum of p[i] * p[i] (weight decay as a loss)"),
+  // MARK: - Stage 2: broadcasting
+  GradCase(
+    "broadcast_add_column_row", stage: 2, inputs: [.init("x", [3, 1], anyReal), .init("y", [1, 4], anyReal)],
+    "x + y, broadcast to [3, 4]"),
+  GradCase(
+    "broadcast_add_vector", stage: 2, inputs: [.init("x", [2, 3], anyReal), .init("y", [3], anyReal)],
+    "x + y, y added to every row"),
+  GradCase(
+    "broadcast_sub_column", stage: 2, inputs: [.init("x", [2, 3], anyReal), .init("y", [2, 1], anyReal)],
+    "x - y, y subtracted from every column"),
+  GradCase(
+    "broadcast_mul_3d", stage: 2, inputs: [.init("x", [2, 1, 4], anyReal), .init("y", [3, 1], anyReal)],
+    "x * y, broadcast to [2, 3, 4]"),
+  GradCase(
+    "broadcast_div", stage: 2, inputs: [.init("x", [2, 3], anyReal), .init("y", [3], positive)],
+    "x / y, every row divided by y"),
+
+  // MARK: - Stage 2: elementwise functions on tensors
+  GradCase("sqrt", stage: 2, inputs: [.init("x", [4], positive)], "x.sqrt() elementwise"),
+  GradCase("gelu", stage: 2, inputs: [.init("x", [6], .uniform(-3, 3))], "GELU, tanh form, elementwise"),
+
+  // MARK: - Stage 2: reductions
+  GradCase("sum_axis0", stage: 2, inputs: [.init("x", [2, 3, 4], anyReal)], "x.sum(axis: 0) -> [3, 4]"),
+  GradCase(
+    "sum_axis1_keepdims", stage: 2, inputs: [.init("x", [2, 3, 4], anyReal)],
+    "x.sum(axis: 1, keepDims: true) -> [2, 1, 4]"),
+  GradCase("sum_axis2", stage: 2, inputs: [.init("x", [2, 3, 4], anyReal)], "x.sum(axis: 2) -> [2, 3]"),
+  GradCase("sum_axes02", stage: 2, inputs: [.init("x", [2, 3, 4], anyReal)], "x.sum(axes: [0, 2]) -> [3]"),
+  GradCase("sum_all", stage: 2, inputs: [.init("x", [2, 3, 4], anyReal)], "x.sum() -> []"),
+  GradCase("mean_axis0", stage: 2, inputs: [.init("x", [2, 3, 4], anyReal)], "x.mean(axis: 0) -> [3, 4]"),
+  GradCase(
+    "mean_axis1_keepdims", stage: 2, inputs: [.init("x", [2, 3, 4], anyReal)],
+    "x.mean(axis: 1, keepDims: true) -> [2, 1, 4]"),
+  GradCase("mean_axis2", stage: 2, inputs: [.init("x", [2, 3, 4], anyReal)], "x.mean(axis: 2) -> [2, 3]"),
+  GradCase("mean_all", stage: 2, inputs: [.init("x", [2, 3, 4], anyReal)], "x.mean() -> []"),
+  GradCase("max_axis0", stage: 2, inputs: [.init("x", [2, 3, 4], .distinct(-2, 2))], "x.max(axis: 0) -> [3, 4]"),
+  GradCase(
+    "max_axis1_keepdims", stage: 2, inputs: [.init("x", [2, 3, 4], .distinct(-2, 2))],
+    "x.max(axis: 1, keepDims: true) -> [2, 1, 4]"),
+  GradCase("max_axis2", stage: 2, inputs: [.init("x", [2, 3, 4], .distinct(-2, 2))], "x.max(axis: 2) -> [2, 3]"),
+  GradCase("max_all", stage: 2, inputs: [.init("x", [2, 3, 4], .distinct(-2, 2))], "x.max() -> []"),
+
+  // MARK: - Stage 2: matrix products
+  GradCase("matmul_2d", stage: 2, inputs: [.init("a", [3, 4], anyReal), .init("b", [4, 5], anyReal)], "a @ b"),
+  GradCase(
+    "matmul_batched", stage: 2, inputs: [.init("a", [2, 3, 4], anyReal), .init("b", [2, 4, 5], anyReal)],
+    "a @ b, one product per batch"),
+  GradCase(
+    "matmul_broadcast", stage: 2, inputs: [.init("a", [2, 3, 4], anyReal), .init("b", [4, 5], anyReal)],
+    "a @ b, the one b used by both batches"),
+  GradCase(
+    "matmul_batch_broadcast", stage: 2, inputs: [.init("a", [2, 1, 3, 4], anyReal), .init("b", [3, 4, 2], anyReal)],
+    "a @ b, batch axes [2, 1] and [3] broadcast to [2, 3]"),
+
+  // MARK: - Stage 2: softmax, selection and shapes
+  GradCase("softmax_axis1", stage: 2, inputs: [.init("x", [3, 5], anyReal)], "x.softmax(axis: 1)"),
+  GradCase("softmax_axis0", stage: 2, inputs: [.init("x", [3, 5], anyReal)], "x.softmax(axis: 0)"),
+  GradCase("log_softmax_axis1", stage: 2, inputs: [.init("x", [3, 5], anyReal)], "x.logSoftmax(axis: 1)"),
+  GradCase(
+    "log_softmax_middle_axis", stage: 2, inputs: [.init("x", [2, 3, 2], anyReal)],
+    "x.logSoftmax(axis: 1) of a [2, 3, 2]"),
+  GradCase(
+    "gather_rows", stage: 2, inputs: [.init("table", [5, 3], anyReal), .init("indices", [7], .classes(5))],
+    "rows of table picked by the indices (7 picks of 5 rows: some repeat, and their gradients add up)"),
+  GradCase(
+    "where", stage: 2,
+    inputs: [.init("condition", [3, 4], .classes(2)), .init("a", [3, 4], anyReal), .init("b", [1, 4], anyReal)],
+    "where(condition, a, b): a where the condition is 1, else b (b broadcast over rows)"),
+  GradCase(
+    "masked_fill", stage: 2, inputs: [.init("x", [3, 4], anyReal), .init("mask", [3, 4], .classes(2))],
+    "x.maskedFill(mask, value: -5)"),
+  GradCase(
+    "reshape_permute", stage: 2, inputs: [.init("x", [2, 3, 4], anyReal)],
+    "x.permute([2, 0, 1]).reshape([4, 6]) * w, w[i] = i + 1 (a fixed weight per element, so order matters)"),
+  GradCase("transpose", stage: 2, inputs: [.init("x", [3, 4], anyReal)], "x.transposed() * w, w[i] = i + 1"),
+  GradCase("slice_rows", stage: 2, inputs: [.init("x", [5, 3], anyReal)], "x[1..<4] * w, w[i] = i + 1"),
+  GradCase(
+    "concatenate", stage: 2, inputs: [.init("x", [2, 3], anyReal), .init("y", [2, 2], anyReal)],
+    "concatenate([x, y], axis: 1) * w, w[i] = i + 1"),
+  GradCase(
+    "split", stage: 2, inputs: [.init("x", [2, 6], anyReal)],
+    "x.split([2, 4], axis: 1): first piece * 2 concatenated with the second piece * 3 along axis 1"),
+
+  // MARK: - Stage 2: a network
+  GradCase(
+    "mlp_softmax_cross_entropy", stage: 2,
+    inputs: [
+      .init("w1", [5, 3], .uniform(-1, 1)), .init("b1", [5], .uniform(-0.5, 0.5)),
+      .init("w2", [3, 5], .uniform(-1, 1)), .init("b2", [3], .uniform(-0.5, 0.5)),
+      .init("x", [4, 3], .uniform(-2, 2)), .init("labels", [4], .classes(3)),
+    ],
+    "an MLP 3-5-3 with a tanh hidden layer (wk is [out, in]) on the rows of x; mean softmax cross-entropy"),
 ]
 
 /// The catalogue cases a stage must build: those of stages 1...stage.

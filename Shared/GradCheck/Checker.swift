@@ -72,13 +72,21 @@ public struct CaseResult: Sendable {
 public func drawInputs(for gradCase: GradCase) -> [[Double]] {
   var rng = SeededRNG(seed: stableHash(gradCase.name))
   return gradCase.inputs.map { spec in
-    (0..<spec.count).map { _ in draw(spec.domain, &rng) }
+    guard case .distinct(let low, let high) = spec.domain else {
+      return (0..<spec.count).map { _ in draw(spec.domain, &rng) }
+    }
+    var values: [Double] = []
+    while values.count < spec.count {
+      let value = rng.uniform(low, high)
+      if values.allSatisfy({ abs(value - $0) >= kinkMargin }) { values.append(value) }
+    }
+    return values
   }
 }
 
 private func draw(_ domain: Domain, _ rng: inout SeededRNG) -> Double {
   switch domain {
-  case .uniform(let low, let high):
+  case .uniform(let low, let high), .distinct(let low, let high):
     return rng.uniform(low, high)
   case .uniformAvoiding(let low, let high, let kinks):
     while true {

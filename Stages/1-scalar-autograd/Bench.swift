@@ -12,6 +12,7 @@ struct BenchCommand: ParsableCommand {
 
   @Option(help: "Training steps timed for the per-step figures.") var steps = 10
   @Option(help: "Training steps micrograd runs (it is slow).") var referenceSteps = 3
+  @Flag(inversion: .prefixedNo, help: "Time micrograd too, when python3 has it.") var micrograd = true
 
   func validate() throws {
     guard steps >= 1, referenceSteps >= 1 else { throw ValidationError("--steps and --reference-steps must be >= 1") }
@@ -48,7 +49,7 @@ struct BenchCommand: ParsableCommand {
     let demo = Stopwatch.time { _ = train(config) }
     print("  the demo (100 steps, no plots): \(String(format: "%.2f", demo)) s")
 
-    guard let perStep = micrograd(data: data, steps: referenceSteps) else { return }
+    guard micrograd, let perStep = timeMicrograd(data: data, steps: referenceSteps) else { return }
     print(
       "micrograd 0.1.0 (CPython), same model and data: \(ms(perStep)) ms per step, "
         + "\(String(format: "%.1f", perStep * Double(config.steps))) s for the 100-step demo")
@@ -58,7 +59,7 @@ struct BenchCommand: ParsableCommand {
   private func ms(_ seconds: Double) -> String { String(format: "%.2f", seconds * 1000) }
 
   /// micrograd's seconds per training step on the same points, or nil (with a note) when it cannot run.
-  private func micrograd(data: Points2D, steps: Int) -> Double? {
+  private func timeMicrograd(data: Points2D, steps: Int) -> Double? {
     guard let python = findExecutable("python3") else {
       print("note: python3 not found; install micrograd (pip install micrograd==0.1.0) to compare")
       return nil

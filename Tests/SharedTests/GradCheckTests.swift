@@ -81,6 +81,9 @@ import Testing
           switch spec.domain {
           case .uniform(let low, let high):
             #expect(v >= low && v < high)
+          case .distinct(let low, let high):
+            #expect(v >= low && v < high)
+            #expect(values.filter { abs($0 - v) < kinkMargin }.count == 1, "\(gradCase.name)")
           case .uniformAvoiding(let low, let high, let kinks):
             #expect(v >= low && v < high && kinks.allSatisfy { abs(v - $0) >= kinkMargin }, "\(gradCase.name)")
           case .classes(let k):
