@@ -7,6 +7,7 @@ import PackageDescription
 let stages = [
   "1-scalar-autograd",
   "2-tensor-autograd",
+  "3-layers-optimizers",
 ]
 
 /// Libraries every stage may use: infrastructure only, never a concept a stage teaches.
@@ -15,12 +16,12 @@ let shared: [Target] = [
     name: "CBLAS", path: "Shared/CBLAS", pkgConfig: "openblas",
     providers: [.apt(["libopenblas-dev"])]),
   .target(name: "Support", path: "Shared/Support"),
-  .target(name: "Datasets", dependencies: ["Support"], path: "Shared/Datasets"),
+  .target(name: "Datasets", dependencies: ["Support"], path: "Shared/Datasets", exclude: ["Data"]),
   .target(name: "Plotting", dependencies: ["Support"], path: "Shared/Plotting"),
   .target(name: "GradCheck", dependencies: ["Support"], path: "Shared/GradCheck"),
   .testTarget(
     name: "SharedTests", dependencies: ["CBLAS", "Support", "Datasets", "Plotting", "GradCheck"],
-    path: "Tests/SharedTests"),
+    path: "Tests/SharedTests", exclude: ["Fixtures"]),
 ]
 
 let stageDependencies: [Target.Dependency] = [

@@ -6,7 +6,7 @@ set title 'Stage 1: MLP 2-16-16-1 on moons, hinge loss + L2' noenhanced
 set xlabel 'step' noenhanced
 set ylabel 'loss' noenhanced
 set grid
-set key top right noenhanced
+set key below noenhanced
 set y2label 'training accuracy' noenhanced
 set y2tics
 set ytics nomirror

@@ -6,7 +6,7 @@ set title 'Stage 2: MLP 2-64-64-3 on spirals, softmax cross-entropy + L2' noenha
 set xlabel 'step' noenhanced
 set ylabel 'loss' noenhanced
 set grid
-set key top right noenhanced
+set key below noenhanced
 set logscale y
 set y2label 'training accuracy' noenhanced
 set y2tics

@@ -236,6 +236,51 @@ public let catalogue: [GradCase] = [
       .init("x", [4, 3], .uniform(-2, 2)), .init("labels", [4], .classes(3)),
     ],
     "an MLP 3-5-3 with a tanh hidden layer (wk is [out, in]) on the rows of x; mean softmax cross-entropy"),
+  // MARK: - Stage 3: layers and losses
+  GradCase(
+    "linear", stage: 3,
+    inputs: [.init("x", [4, 3], anyReal), .init("weight", [5, 3], anyReal), .init("bias", [5], anyReal)],
+    "Linear: x @ weight^T + bias, weight [out, in] as PyTorch stores it"),
+  GradCase(
+    "linear_no_bias", stage: 3, inputs: [.init("x", [2, 4, 3], anyReal), .init("weight", [5, 3], anyReal)],
+    "Linear without bias on a [2, 4, 3] input: x @ weight^T over the last axis"),
+  GradCase(
+    "embedding", stage: 3, inputs: [.init("table", [6, 4], anyReal), .init("ids", [2, 5], .classes(6))],
+    "Embedding: the rows of table for ids [2, 5] -> [2, 5, 4] (10 ids of 6 rows: some repeat)"),
+  GradCase(
+    "layer_norm", stage: 3,
+    inputs: [.init("x", [3, 5], anyReal), .init("gamma", [5], .uniform(0.5, 1.5)), .init("beta", [5], anyReal)],
+    "LayerNorm over the last axis, eps 1e-5: (x - mean) / sqrt(var + eps) * gamma + beta"),
+  GradCase(
+    "layer_norm_no_affine", stage: 3, inputs: [.init("x", [2, 3, 4], anyReal)],
+    "LayerNorm without gamma and beta, eps 1e-5, times w (w[i] = i + 1, so the output is not symmetric)"),
+  GradCase(
+    "dropout_eval", stage: 3, inputs: [.init("x", [3, 4], anyReal)],
+    "Dropout(p = 0.5) in evaluation mode (the identity), times w[i] = i + 1"),
+  GradCase(
+    "dropout_fixed_mask", stage: 3, inputs: [.init("x", [3, 4], anyReal), .init("mask", [3, 4], .classes(2))],
+    "dropout with a given 0/1 mask and p = 0.5: x * mask / (1 - p)"),
+  GradCase(
+    "cross_entropy", stage: 3, inputs: [.init("logits", [4, 5], anyReal), .init("labels", [4], .classes(5))],
+    "cross-entropy of softmax(logits) against labels, averaged over rows"),
+  GradCase(
+    "cross_entropy_ignore_index", stage: 3,
+    inputs: [.init("logits", [5, 4], anyReal), .init("labels", [5], .classes(4))],
+    "cross-entropy with ignoreIndex -100, where labels[1] and labels[3] are replaced by -100 (averaged over the 3 others)"
+  ),
+  GradCase(
+    "cross_entropy_label_smoothing", stage: 3,
+    inputs: [.init("logits", [4, 5], anyReal), .init("labels", [4], .classes(5))],
+    "cross-entropy with label smoothing 0.1: target 0.9 on the label plus 0.02 on every class"),
+  GradCase(
+    "mlp3_cross_entropy", stage: 3,
+    inputs: [
+      .init("w1", [6, 4], .uniform(-1, 1)), .init("b1", [6], .uniform(-0.5, 0.5)),
+      .init("w2", [5, 6], .uniform(-1, 1)), .init("b2", [5], .uniform(-0.5, 0.5)),
+      .init("w3", [3, 5], .uniform(-1, 1)), .init("b3", [3], .uniform(-0.5, 0.5)),
+      .init("x", [4, 4], .uniform(-2, 2)), .init("labels", [4], .classes(3)),
+    ],
+    "Sequential(Linear 4-6, GELU, LayerNorm(6), Linear 6-5, Tanh, Linear 5-3) on x, then cross-entropy"),
 ]
 
 /// The catalogue cases a stage must build: those of stages 1...stage.

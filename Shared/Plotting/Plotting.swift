@@ -85,7 +85,7 @@ public struct LineChart: Sendable {
       "set xlabel '\(xLabel)' noenhanced",
       "set ylabel '\(yLabel)' noenhanced",
       "set grid",
-      "set key top right noenhanced",
+      "set key below noenhanced",
     ]
     if logY { lines.append("set logscale y") }
     if let y2Label {

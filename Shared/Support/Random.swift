@@ -72,6 +72,15 @@ public struct SeededRNG: RandomNumberGenerator, Sendable {
   }
 }
 
+/// One generator shared by everything that draws during training (batch order, dropout masks), like PyTorch's
+/// global generator but explicit: a checkpoint saves its `state`, and a resumed run draws exactly what the
+/// uninterrupted run would have.
+public final class RandomSource {
+  public var rng: SeededRNG
+
+  public init(seed: UInt64) { rng = SeededRNG(seed: seed) }
+}
+
 @inline(__always)
 private func rotateLeft(_ x: UInt64, by k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
 

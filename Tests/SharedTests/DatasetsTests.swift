@@ -1,3 +1,5 @@
+import Foundation
+import Support
 import Testing
 
 @testable import Datasets
@@ -52,5 +54,35 @@ import Testing
     let data = ToyDataset.spirals.make(count: 100, noise: 0.1, classes: 3, seed: 1)
     #expect(data.classes == 3)
     #expect([0, 1, 2].map { k in data.labels.filter { $0 == k }.count } == [34, 33, 33])
+  }
+}
+
+@Suite struct DigitsTests {
+  @Test func theShippedDigitsLoad() throws {
+    let digits = try Digits()
+    #expect(digits.count == 1797)
+    #expect(digits.images.allSatisfy { $0.count == 64 && $0.allSatisfy { (0...1).contains($0) } })
+    #expect(Set(digits.labels) == Set(0...9))
+    #expect(digits.labels[0] == 0 && digits.images[0][2] == 5.0 / 16)  // the first row: 0,0,5,13,...,0
+  }
+
+  @Test func aBadFileSaysWhichLine() throws {
+    let path = NSTemporaryDirectory() + "digits-bad-\(getpid()).csv"
+    try writeAtomically(String(repeating: "0,", count: 64) + "3\n1,2,3\n", to: path)
+    do {
+      _ = try Digits(path: path)
+      Issue.record("no error")
+    } catch {
+      #expect("\(error)" == "'\(path)' line 2: expected 65 whole numbers separated by commas")
+    }
+    #expect(throws: UserError.self) { try Digits(path: "/nonexistent/digits.csv") }
+  }
+
+  @Test func theSplitIsSeededDisjointAndComplete() {
+    let parts = seededSplit(count: 100, fractions: [0.7, 0.15, 0.15], seed: 1)
+    #expect(parts.map(\.count) == [70, 15, 15])
+    #expect(Set(parts.joined()) == Set(0..<100))
+    #expect(parts == seededSplit(count: 100, fractions: [0.7, 0.15, 0.15], seed: 1))
+    #expect(parts != seededSplit(count: 100, fractions: [0.7, 0.15, 0.15], seed: 2))
   }
 }

@@ -1,0 +1,56 @@
+import Foundation
+import Support
+
+/// The handwritten digits (UCI, as scikit-learn ships them): 1,797 images of 8x8 pixels with values 0..16 and a
+/// label 0..9. The project carries the file in Shared/Datasets/Data (see the README there).
+public struct Digits: Sendable {
+  /// One row of 64 pixel values per image, scaled to [0, 1].
+  public let images: [[Double]]
+  public let labels: [Int]
+
+  public var count: Int { labels.count }
+
+  /// Where the project keeps the file.
+  public static let defaultPath = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .appendingPathComponent("Data/digits.csv").path
+
+  /// Reads the CSV: 64 pixel values and a label per line. A missing or malformed file is a `UserError` naming
+  /// the line.
+  public init(path: String = Digits.defaultPath) throws {
+    guard let data = FileManager.default.contents(atPath: path) else { throw UserError("cannot read '\(path)'") }
+    var images: [[Double]] = []
+    var labels: [Int] = []
+    for (number, line) in String(decoding: data, as: UTF8.self).split(separator: "\n").enumerated() {
+      let fields = line.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+      guard fields.count == 65, fields.allSatisfy({ $0 != nil }) else {
+        throw UserError("'\(path)' line \(number + 1): expected 65 whole numbers separated by commas")
+      }
+      let values = fields.map { $0! }
+      guard values[..<64].allSatisfy({ (0...16).contains($0) }), (0...9).contains(values[64]) else {
+        throw UserError("'\(path)' line \(number + 1): pixels must be 0...16 and the label 0...9")
+      }
+      images.append(values[..<64].map { Double($0) / 16 })
+      labels.append(values[64])
+    }
+    guard !labels.isEmpty else { throw UserError("'\(path)' holds no images") }
+    self.images = images
+    self.labels = labels
+  }
+}
+
+/// Indices 0..<count shuffled with a seed and cut into consecutive parts of the given fractions (the last part
+/// takes the rounding): a train/validation/test split that is the same on every run.
+public func seededSplit(count: Int, fractions: [Double], seed: UInt64) -> [[Int]] {
+  precondition(abs(fractions.reduce(0, +) - 1) < 1e-9, "seededSplit: fractions \(fractions) do not add up to 1")
+  var rng = SeededRNG(seed: seed)
+  var order = Array(0..<count)
+  for i in stride(from: count - 1, to: 0, by: -1) { order.swapAt(i, rng.index(below: i + 1)) }
+  var parts: [[Int]] = []
+  var start = 0
+  for (k, fraction) in fractions.enumerated() {
+    let end = k == fractions.count - 1 ? count : start + Int((fraction * Double(count)).rounded())
+    parts.append(Array(order[start..<end]))
+    start = end
+  }
+  return parts
+}

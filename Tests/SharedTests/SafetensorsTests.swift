@@ -1,0 +1,89 @@
+import Foundation
+import Testing
+
+@testable import Support
+
+@Suite struct SafetensorsTests {
+  let directory = NSTemporaryDirectory() + "safetensors-tests-\(getpid())-\(Stopwatch.now())"
+  static let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .appendingPathComponent("Fixtures/reference.safetensors").path
+
+  func sample() -> [String: SafeTensor] {
+    [
+      "w": SafeTensor([Float(1.5), -2, 0.25, 4], shape: [2, 2]),
+      "d": SafeTensor([0.1, -7e300], shape: [2]),
+      "s": SafeTensor([UInt64.max, 0, 42], shape: [3]),
+      "i": SafeTensor([Int64(-5)], shape: []),
+    ]
+  }
+
+  @Test func aFileFromTheReferenceLibraryReads() throws {
+    let (tensors, metadata) = try readSafetensors(Self.fixture)
+    #expect(metadata == ["made_by": "safetensors.numpy 0.x"])
+    #expect(tensors["weight"]?.shape == [2, 2])
+    #expect(tensors["weight"]?.floats == [1.5, -2, 0.25, 4])
+    #expect(tensors["steps"]?.doubles == [1, 2, 3])
+    #expect(tensors["rng"]?.unsigned == [1, UInt64.max])
+  }
+
+  @Test func writingAndReadingRoundTrips() throws {
+    let bytes = encodeSafetensors(sample(), metadata: ["epoch": "3"])
+    let (tensors, metadata) = try decodeSafetensors(bytes, source: "memory")
+    #expect(tensors == sample())
+    #expect(metadata == ["epoch": "3"])
+    // The layout: an 8-byte little-endian header length, a JSON header padded to 8 bytes, then the data.
+    let headerLength = Int(bytes[0]) | Int(bytes[1]) << 8 | Int(bytes[2]) << 16 | Int(bytes[3]) << 24
+    #expect(headerLength % 8 == 0)
+    #expect(bytes.count == 8 + headerLength + 16 + 16 + 24 + 8)
+    #expect(
+      String(decoding: bytes[8..<(8 + headerLength)], as: UTF8.self).hasPrefix("{\"__metadata__\":{\"epoch\":\"3\"}"))
+  }
+
+  @Test(.enabled(if: pythonHasSafetensors(), "needs python3 with the safetensors package"))
+  func theReferenceLibraryReadsWhatWeWrite() throws {
+    try prepareOutputDirectory(directory)
+    let path = directory + "/ours.safetensors"
+    try writeSafetensors(sample(), metadata: ["k": "v"], to: path)
+    let script = """
+      from safetensors import safe_open
+      with safe_open('\(path)', framework='numpy') as f:
+          print(f.metadata()['k'], f.get_tensor('w').tolist(), f.get_tensor('s').tolist(), f.get_tensor('i').tolist())
+      """
+    let run = try runTool(findExecutable("python3")!, ["-c", script])
+    #expect(run.status == 0, "\(run.errorOutput)")
+    #expect(run.output == "v [[1.5, -2.0], [0.25, 4.0]] [18446744073709551615, 0, 42] -5\n")
+  }
+
+  @Test func everyKindOfDamageIsACleanError() throws {
+    let good = encodeSafetensors(sample())
+    func message(_ bytes: [UInt8]) -> String {
+      do {
+        _ = try decodeSafetensors(bytes, source: "x.safetensors")
+        return "no error"
+      } catch { return "\(error)" }
+    }
+    #expect(message(Array(good.prefix(5))).contains("shorter than the 8-byte header length"))
+    #expect(message(Array(good.prefix(40))).contains("truncated?"))
+    #expect(message(Array(good.dropLast(3))).contains("truncated?"))
+    #expect(message(good + [0]).contains("1 bytes after the last tensor"))
+    var garbled = good
+    garbled[8] = UInt8(ascii: "x")  // the JSON's opening brace
+    #expect(message(garbled) == "'x.safetensors' is not a valid safetensors file: the header is not a JSON object")
+    let header =
+      #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#
+    var overlapping = [UInt8](repeating: 0, count: 8)
+    overlapping[0] = UInt8(header.utf8.count)
+    overlapping += Array(header.utf8) + [UInt8](repeating: 0, count: 8)
+    #expect(message(overlapping).contains("overlap or leave a hole"))
+  }
+
+  @Test func aMissingFileIsACleanError() {
+    #expect(throws: UserError.self) { try readSafetensors(directory + "/none.safetensors") }
+  }
+}
+
+/// Whether python3 can import the reference safetensors package (the interoperability test needs it).
+func pythonHasSafetensors() -> Bool {
+  guard let python = findExecutable("python3") else { return false }
+  return (try? runTool(python, ["-c", "import safetensors"]))?.status == 0
+}

@@ -1,0 +1,72 @@
+import Foundation
+import Support
+import Testing
+
+/// Runs the built `stage3` executable, as a user would, and checks what it prints and how it exits.
+@Suite struct CommandLineTests {
+  /// The executable sits beside the test bundle in the build folder.
+  static let executable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    .appendingPathComponent("stage3").path
+
+  let directory = NSTemporaryDirectory() + "stage3-cli-\(getpid())-\(Stopwatch.now())"
+
+  func run(_ arguments: String...) throws -> ToolRun {
+    try runTool(Self.executable, arguments)
+  }
+
+  @Test(arguments: [
+    (["--optimizer", "rmsprop"], "stage3: error: The value 'rmsprop' is invalid for '--optimizer <optimizer>'"),
+    (["--epochs", "0"], "stage3: error: --epochs must be a positive whole number, got 0"),
+    (["--lr", "-1"], "stage3: error: --lr must be a finite positive number, got -1.0"),
+    (["--dropout", "1.5"], "stage3: error: --dropout must be in [0, 1), got 1.5"),
+    (["--batch-size", "-3"], "stage3: error: --batch-size must be a positive whole number, got -3"),
+    (["--resume", "/nonexistent/x.safetensors"], "stage3: error: cannot read '/nonexistent/x.safetensors'"),
+    (["--data", "/nonexistent/digits.csv"], "stage3: error: cannot read '/nonexistent/digits.csv'"),
+    (["--plot-dir", "/proc/no-such-dir"], "stage3: error: cannot create directory '/proc/no-such-dir'"),
+  ])
+  func badInputEndsWithOneLineOnStderrAndAFailingExit(_ arguments: [String], _ message: String) throws {
+    let result = try runTool(Self.executable, ["train"] + arguments)
+    #expect(result.status != 0)
+    #expect(result.errorOutput.hasPrefix(message))
+    #expect(result.errorOutput.split(separator: "\n").count == 1)
+    #expect(!result.output.contains("epoch"))
+  }
+
+  @Test func aCorruptCheckpointIsOneLineToo() throws {
+    try prepareOutputDirectory(directory)
+    let path = directory + "/junk.safetensors"
+    try writeAtomically("not a checkpoint at all", to: path)
+    let result = try run("train", "--resume", path, "--plot-dir", directory)
+    #expect(result.status != 0)
+    #expect(result.errorOutput.hasPrefix("stage3: error: '\(path)' is not a valid safetensors file"))
+    #expect(result.errorOutput.split(separator: "\n").count == 1)
+  }
+
+  @Test func trainCheckpointsAndResumesFromTheCommandLine() throws {
+    let path = directory + "/run.safetensors"
+    let first = try run("train", "--epochs", "2", "--hidden", "16", "--checkpoint", path, "--plot-dir", directory)
+    #expect(first.status == 0)
+    #expect(first.output.contains("epoch 2/2"))
+    #expect(first.output.contains("test: loss"))
+    let resumed = try run("train", "--epochs", "3", "--hidden", "16", "--resume", path, "--plot-dir", directory)
+    #expect(resumed.status == 0, "\(resumed.errorOutput)")
+    #expect(resumed.output.contains("resumed from \(path) after epoch 2"))
+    #expect(resumed.output.contains("epoch 3/3") && !resumed.output.contains("epoch 1/3"))
+    let csv = try String(contentsOfFile: directory + "/digits.csv", encoding: .utf8)
+    #expect(csv.split(separator: "\n").count == 4)  // header + epochs 1, 2 (from the checkpoint) and 3
+  }
+
+  @Test func compareTrainsEveryOptimizer() throws {
+    let result = try run("compare", "--epochs", "1", "--plot-dir", directory)
+    #expect(result.status == 0)
+    for name in ["sgd", "momentum", "adam", "adamw"] { #expect(result.output.contains("\n" + name + " ")) }
+    #expect(FileManager.default.fileExists(atPath: directory + "/compare.csv"))
+  }
+
+  @Test func gradcheckPassesEveryCase() throws {
+    let result = try run("gradcheck")
+    #expect(result.status == 0)
+    #expect(result.output.contains("mlp3_cross_entropy"))
+    #expect(result.output.hasSuffix("74 passed, 0 failed\n"))
+  }
+}

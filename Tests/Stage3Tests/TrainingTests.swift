@@ -1,0 +1,102 @@
+import Datasets
+import Foundation
+import Support
+import Testing
+
+@testable import Stage3
+
+@Suite struct DataTests {
+  @Test func theLoaderDealsEveryExampleOncePerEpochInANewOrder() {
+    let loader = BatchLoader(count: 10, batchSize: 4)
+    let random = RandomSource(seed: 1)
+    let first = loader.epoch(random)
+    let second = loader.epoch(random)
+    #expect(first.map(\.count) == [4, 4, 2])
+    #expect(Set(first.joined()) == Set(0..<10) && Set(second.joined()) == Set(0..<10))
+    #expect(first != second)
+    #expect(BatchLoader(count: 5, batchSize: 2, shuffle: false).epoch(random) == [[0, 1], [2, 3], [4]])
+  }
+}
+
+@Suite(.serialized) struct TrainingTests {
+  let splits = try! DigitsSplits(Digits())
+
+  @Test func theSplitIsFixed() {
+    let sizes: [Int] = [splits.train.count, splits.validation.count, splits.test.count]
+    #expect(sizes == [1258, 270, 269])
+  }
+
+  @Test func accumulatingMicroBatchesGivesTheGradientOfTheWholeBatch() {
+    var rng = SeededRNG(seed: 5)
+    let model =
+      makeMLP(inputs: 64, hidden: [16], outputs: 10, random: RandomSource(seed: 1), rng: &rng)
+      as Sequential<Float>
+    let batch = splits.train.rows(Array(0..<8))
+    crossEntropyLoss(logits: model(batch.features), labels: batch.labels).backward()
+    let whole = model.parameters().map { $0.gradStorage! }
+    model.zeroGrad()
+    for half in [Array(0..<4), Array(4..<8)] {
+      let micro = splits.train.rows(half)
+      (crossEntropyLoss(logits: model(micro.features), labels: micro.labels) / 2).backward()
+    }
+    for (p, g) in zip(model.parameters(), whole) {
+      #expect(zip(p.gradStorage!, g).allSatisfy { abs($0 - $1) < 1e-6 })
+    }
+  }
+
+  @Test func theDemoReaches97PercentOnTheTestSet() {
+    let trainer = Trainer(TrainConfig(), data: splits)
+    while trainer.epoch < TrainConfig().epochs { trainer.runEpoch() }
+    #expect(trainer.evaluate(splits.test).accuracy >= 0.97)
+  }
+
+  @Test func aResumedRunRetracesTheUninterruptedOneExactly() throws {
+    var config = TrainConfig()
+    config.epochs = 4
+    config.hidden = [32]
+    let straight = Trainer(config, data: splits)
+    for _ in 0..<4 { straight.runEpoch() }
+
+    let path = NSTemporaryDirectory() + "resume-\(getpid()).safetensors"
+    let first = Trainer(config, data: splits)
+    first.runEpoch()
+    first.runEpoch()
+    try first.save(to: path)
+    let second = Trainer(config, data: splits)  // a fresh process would start like this
+    try second.resume(from: path)
+    #expect(second.epoch == 2)
+    second.runEpoch()
+    second.runEpoch()
+    #expect(second.history == straight.history)
+    #expect(second.parameters.map(\.storage) == straight.parameters.map(\.storage))
+  }
+
+  @Test func aBadCheckpointIsRefusedAndLeavesTheRunUntouched() throws {
+    var config = TrainConfig()
+    config.hidden = [8]
+    let trainer = Trainer(config, data: splits)
+    trainer.runEpoch()
+    let path = NSTemporaryDirectory() + "bad-\(getpid()).safetensors"
+    try trainer.save(to: path)
+    let before = trainer.parameters.map(\.storage)
+
+    var other = config
+    other.hidden = [9]
+    do {
+      try Trainer(other, data: splits).resume(from: path)
+      Issue.record("a checkpoint of another model was accepted")
+    } catch {
+      #expect("\(error)".contains("does not fit this run: it was made by mlp 64-8-10"))
+    }
+    let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+    try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: path))
+    do {
+      try trainer.resume(from: path)
+      Issue.record("a truncated checkpoint was accepted")
+    } catch {
+      #expect("\(error)".contains("is not a valid safetensors file"))
+    }
+    #expect(trainer.parameters.map(\.storage) == before)
+    #expect(trainer.epoch == 1)
+  }
+}
