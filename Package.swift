@@ -8,6 +8,7 @@ let stages = [
   "1-scalar-autograd",
   "2-tensor-autograd",
   "3-layers-optimizers",
+  "4-transformer",
 ]
 
 /// Libraries every stage may use: infrastructure only, never a concept a stage teaches.

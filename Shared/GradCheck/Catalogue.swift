@@ -281,6 +281,63 @@ public let catalogue: [GradCase] = [
       .init("x", [4, 4], .uniform(-2, 2)), .init("labels", [4], .classes(3)),
     ],
     "Sequential(Linear 4-6, GELU, LayerNorm(6), Linear 6-5, Tanh, Linear 5-3) on x, then cross-entropy"),
+  // MARK: - Stage 4: attention and the Transformer
+  GradCase(
+    "attention", stage: 4,
+    inputs: [
+      .init("q", [1, 2, 3, 4], anyReal), .init("k", [1, 2, 3, 4], anyReal), .init("v", [1, 2, 3, 4], anyReal),
+    ],
+    "scaled dot-product attention, no mask: softmax(q k^T / sqrt(4)) v over [batch, heads, positions, head width]"),
+  GradCase(
+    "attention_causal", stage: 4,
+    inputs: [
+      .init("q", [2, 2, 3, 4], anyReal), .init("k", [2, 2, 3, 4], anyReal), .init("v", [2, 2, 3, 4], anyReal),
+    ],
+    "attention with the causal mask: position i attends to positions 0...i"),
+  GradCase(
+    "attention_padding", stage: 4,
+    inputs: [
+      .init("q", [2, 1, 3, 4], anyReal), .init("k", [2, 1, 3, 4], anyReal), .init("v", [2, 1, 3, 4], anyReal),
+    ],
+    "attention with a key padding mask: the last key of the second sequence is padding"),
+  GradCase(
+    "attention_one_query", stage: 4,
+    inputs: [
+      .init("q", [1, 2, 1, 4], anyReal), .init("k", [1, 2, 3, 4], anyReal), .init("v", [1, 2, 3, 4], anyReal),
+    ],
+    "one new query against three cached keys with the causal mask (a KV-cache step)"),
+  GradCase(
+    "multi_head_attention", stage: 4,
+    inputs: [
+      .init("x", [2, 3, 8], anyReal), .init("qkv_weight", [24, 8], .uniform(-0.5, 0.5)),
+      .init("qkv_bias", [24], anyReal),
+      .init("projection_weight", [8, 8], .uniform(-0.5, 0.5)), .init("projection_bias", [8], anyReal),
+    ],
+    "causal multi-head self-attention with 2 heads: fused qkv projection, split, attend, merge, output projection"),
+  GradCase(
+    "transformer_block", stage: 4,
+    inputs: [.init("x", [1, 3, 8], anyReal), .init("parameters", [872], .uniform(-0.5, 0.5))],
+    """
+    a pre-LayerNorm block (width 8, 2 heads, causal, biases): x + attn(ln1(x)), then x + mlp(ln2(x)); its parameters
+    are consecutive slices of `parameters` in the order norm1 (gamma, beta), attention qkv (weight, bias), attention
+    projection (weight, bias), norm2 (gamma, beta), expand (weight, bias), contract (weight, bias)
+    """),
+  GradCase(
+    "gpt_tiny", stage: 4,
+    inputs: [
+      .init("parameters", [1832], .uniform(-0.5, 0.5)), .init("tokens", [2, 4], .classes(5)),
+      .init("targets", [2, 4], .classes(5)),
+    ],
+    """
+    a 2-layer GPT (vocabulary 5, context 4, width 8, 2 heads, biases, learned positions, tied head) whose
+    parameters are consecutive slices of `parameters` (token embedding, position embedding, each block as in
+    transformer_block, final norm gamma and beta); the mean cross-entropy of its logits against the targets
+    """),
+  GradCase(
+    "gpt_logits", stage: 4,
+    inputs: [.init("parameters", [3660], .uniform(-0.5, 0.5)), .init("tokens", [1, 5], .classes(7))],
+    "the logits [1, 5, 7] of a 2-layer GPT (vocabulary 7, context 5, width 12, 2 heads, no biases, tied head), sliced as in gpt_tiny"
+  ),
 ]
 
 /// The catalogue cases a stage must build: those of stages 1...stage.

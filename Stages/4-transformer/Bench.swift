@@ -1,0 +1,86 @@
+import ArgumentParser
+import CBLAS
+import Foundation
+import Support
+
+/// `stage4 bench`: one full training step of a GPT in nanoGPT's CPU configuration, against the sgemm peak
+/// measured in the same run, and decoding speed with and without the KV cache.
+struct BenchCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "bench",
+    abstract: "A GPT training step (nanoGPT's CPU configuration) against the sgemm peak; decoding speed.")
+
+  @Option(help: "Seconds spent timing each figure (more is steadier).") var seconds = 3.0
+
+  /// The forward + backward FLOPs of one step of this configuration, as PyTorch's FLOP counter gives them.
+  static let stepFLOPs = 4.02e9
+
+  func validate() throws {
+    guard seconds.isFinite, seconds > 0 else { throw ValidationError("--seconds must be positive, got \(seconds)") }
+  }
+
+  /// The median time of `body`, repeated for about `seconds` after `warmup` calls.
+  func timed(warmup: Int = 1, _ body: () -> Void) -> (median: Double, runs: Int) {
+    for _ in 0..<warmup { body() }
+    var times: [Double] = []
+    let total = Stopwatch()
+    while total.seconds < seconds || times.count < 3 { times.append(Stopwatch.time(body)) }
+    return (median(times), times.count)
+  }
+
+  func run() throws {
+    // The reference: sgemm on 1024 x 1024 matrices with OpenBLAS's threads, in this process, now.
+    let n = 1024
+    var rng = SeededRNG(seed: 1)
+    let a = (0..<(n * n)).map { _ in Float(rng.uniform(-1, 1)) }
+    let b = (0..<(n * n)).map { _ in Float(rng.uniform(-1, 1)) }
+    var c = [Float](repeating: 0, count: n * n)
+    let gemm = timed {
+      cblas_sgemm(
+        CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, a, Int32(n), b, Int32(n), 0, &c,
+        Int32(n))
+    }
+    let peak = 2 * Double(n * n * n) / gemm.median / 1e9
+    print(
+      String(format: "sgemm peak (1024 x 1024, %d OpenBLAS threads): %.1f GFLOP/s", openblas_get_num_threads(), peak))
+
+    let config = GPTConfig.nanoGPTCPU
+    let (batch, context) = (12, config.context)
+    let model = GPT<Float>(config, seed: 1, random: RandomSource(seed: 1))
+    let parameters = model.parameters()
+    let optimizer = Adam(
+      ParameterGroup.decayingMatrices(parameters, weightDecay: 0.1), learningRate: 1e-3, beta2: 0.99,
+      decoupledWeightDecay: true)
+    var tokenRNG = SeededRNG(seed: 2)
+    let tokens = (0..<(batch * context)).map { _ in tokenRNG.index(below: config.vocabulary) }
+    let targets = (0..<(batch * context)).map { _ in tokenRNG.index(below: config.vocabulary) }
+    let step = timed(warmup: 3) {
+      let logits = model(tokens, batch: batch).reshape([-1, config.vocabulary])
+      crossEntropyLoss(logits: logits, labels: targets).backward()
+      clipGradNorm(parameters, maxNorm: 1)
+      optimizer.step()
+      optimizer.zeroGrad()
+    }
+    let rate = BenchCommand.stepFLOPs / step.median / 1e9
+    print(
+      """
+      training step, nanoGPT's CPU configuration (batch 12, context 64, 4 layers, 4 heads, width 128, vocabulary 65,
+      no bias, no dropout; \(model.parameterCount) parameters; random tokens): forward, backward, clip 1.0, AdamW
+      """)
+    print(String(format: "  %.1f ms per step (median of %d after 3 warm-up steps)", step.median * 1000, step.runs))
+    print(String(format: "  %.1f GFLOP/s effective (4.02 GFLOP per step) = %.2f of the sgemm peak", rate, rate / peak))
+    print(String(format: "  peak resident memory %.0f MB", Double(peakResidentBytes()) / 1e6))
+
+    let prompt = [0]
+    let newTokens = context - prompt.count
+    for useCache in [false, true] {
+      let decode = timed(warmup: 0) {
+        _ = model.generate(prompt, count: newTokens, sampling: Sampling(temperature: 0), seed: 0, useCache: useCache)
+      }
+      print(
+        String(
+          format: "decoding %d tokens greedily %@ the KV cache: %.0f tokens/s", newTokens,
+          useCache ? "with" : "without", Double(newTokens) / decode.median))
+    }
+  }
+}

@@ -1,0 +1,329 @@
+/// The hot loops, as plain functions over buffers with the shapes in a comment (llm.c's style). Ops.swift builds
+/// the differentiable operations out of them.
+
+// MARK: - Shapes and strides
+
+/// Row-major strides: how far apart neighbours are along each axis. [2, 3, 4] -> [12, 4, 1].
+func contiguousStrides(_ shape: [Int]) -> [Int] {
+  var strides = [Int](repeating: 1, count: shape.count)
+  var step = 1
+  for axis in shape.indices.reversed() {
+    strides[axis] = step
+    step *= shape[axis]
+  }
+  return strides
+}
+
+/// The shape two operands broadcast to, by NumPy's rule: align the shapes at the right; along each axis the
+/// sizes must be equal or one of them 1 (a missing axis counts as 1). Nil when they do not fit.
+func broadcastShape(_ a: [Int], _ b: [Int]) -> [Int]? {
+  let rank = max(a.count, b.count)
+  var shape = [Int](repeating: 1, count: rank)
+  for k in 0..<rank {
+    let x = k < rank - a.count ? 1 : a[k - (rank - a.count)]
+    let y = k < rank - b.count ? 1 : b[k - (rank - b.count)]
+    guard x == y || x == 1 || y == 1 else { return nil }
+    shape[k] = x == 1 ? y : x
+  }
+  return shape
+}
+
+/// Strides that read an operand of `shape` as if it had the larger shape `target`: 0 along every axis where
+/// the operand has size 1 or no axis at all, so the same element is read again and again. That is broadcasting:
+/// no copy is made.
+func broadcastStrides(_ shape: [Int], to target: [Int]) -> [Int] {
+  let own = contiguousStrides(shape)
+  let offset = target.count - shape.count
+  return target.indices.map { k in
+    k < offset || shape[k - offset] == 1 ? 0 : own[k - offset]
+  }
+}
+
+/// The axes a reduction runs over, made non-negative and checked (-1 is the last axis).
+func normalizedAxes(_ axes: [Int], rank: Int, op: String) -> [Int] {
+  let result = axes.map { $0 < 0 ? $0 + rank : $0 }
+  precondition(result.allSatisfy { (0..<rank).contains($0) }, "\(op): axes \(axes) out of range for rank \(rank)")
+  precondition(Set(result).count == result.count, "\(op): repeated axis in \(axes)")
+  return result.sorted()
+}
+
+// MARK: - Iteration
+
+/// Visits every element of a row-major array of `shape` in order, with the matching offsets into two operands
+/// read with strides `sa` and `sb` (from `broadcastStrides`): body(out, a, b).
+///
+/// Forward broadcasting reads a[a-offset]; backward writes gradient into the same a-offset, and since a
+/// broadcast element is visited once for each copy, its gradient is the sum over the copies. That sum over
+/// the broadcast axes, "unbroadcasting", needs no separate step.
+@inline(__always)
+func forEachOffset(_ shape: [Int], _ sa: [Int], _ sb: [Int], _ body: (_ out: Int, _ a: Int, _ b: Int) -> Void) {
+  let rank = shape.count
+  if rank == 0 {
+    body(0, 0, 0)
+    return
+  }
+  let inner = shape[rank - 1]
+  let total = shape.reduce(1, *)
+  if total == 0 { return }
+  let (ia, ib) = (sa[rank - 1], sb[rank - 1])
+  var index = [Int](repeating: 0, count: rank)
+  var (a, b, out) = (0, 0, 0)
+  while out < total {
+    for j in 0..<inner { body(out + j, a + j * ia, b + j * ib) }
+    out += inner
+    // Step the outer axes like an odometer.
+    var axis = rank - 2
+    while axis >= 0 {
+      index[axis] += 1
+      a += sa[axis]
+      b += sb[axis]
+      if index[axis] < shape[axis] { break }
+      a -= sa[axis] * shape[axis]
+      b -= sb[axis] * shape[axis]
+      index[axis] = 0
+      axis -= 1
+    }
+  }
+}
+
+/// A copy of `x` (shape `shape`) broadcast to `target`.
+func expand<Scalar: TensorScalar>(_ x: [Scalar], _ shape: [Int], to target: [Int]) -> [Scalar] {
+  if shape == target { return x }
+  let strides = broadcastStrides(shape, to: target)
+  var out = [Scalar](repeating: 0, count: target.reduce(1, *))
+  out.withUnsafeMutableBufferPointer { o in
+    x.withUnsafeBufferPointer { xp in forEachOffset(target, strides, strides) { i, s, _ in o[i] = xp[s] } }
+  }
+  return out
+}
+
+// MARK: - Elementwise
+
+/// y[i] = f(x[i]) into a fresh array, written once (no zero fill first). x, y: [n].
+@inline(__always)
+func mapKernel<Scalar>(_ x: [Scalar], _ f: (Scalar) -> Scalar) -> [Scalar] {
+  [Scalar](unsafeUninitializedCapacity: x.count) { y, written in
+    x.withUnsafeBufferPointer { xp in
+      for i in 0..<xp.count { y[i] = f(xp[i]) }
+    }
+    written = x.count
+  }
+}
+
+/// y[i] = f(a[i], b[i]) into a fresh array. a, b, y: [n].
+@inline(__always)
+func zipKernel<Scalar>(_ a: [Scalar], _ b: [Scalar], _ f: (Scalar, Scalar) -> Scalar) -> [Scalar] {
+  [Scalar](unsafeUninitializedCapacity: a.count) { y, written in
+    a.withUnsafeBufferPointer { ap in
+      b.withUnsafeBufferPointer { bp in
+        for i in 0..<ap.count { y[i] = f(ap[i], bp[i]) }
+      }
+    }
+    written = a.count
+  }
+}
+
+// MARK: - Reductions
+
+/// The shape of a reduction over `axes` of `shape`: those axes become 1 (keepDims) or disappear.
+func reducedShape(_ shape: [Int], axes: [Int], keepDims: Bool) -> [Int] {
+  keepDims
+    ? shape.indices.map { axes.contains($0) ? 1 : shape[$0] }
+    : shape.indices.filter { !axes.contains($0) }.map { shape[$0] }
+}
+
+/// out[o] = sum of x over the reduced axes. x: `shape`; out: `shape` with `axes` set to 1, row-major.
+func sumKernel<Scalar: TensorScalar>(_ x: [Scalar], _ shape: [Int], axes: [Int]) -> [Scalar] {
+  let kept = reducedShape(shape, axes: axes, keepDims: true)
+  var out = [Scalar](repeating: 0, count: kept.reduce(1, *))
+  let read = contiguousStrides(shape)
+  let write = broadcastStrides(kept, to: shape)
+  out.withUnsafeMutableBufferPointer { o in
+    x.withUnsafeBufferPointer { xp in forEachOffset(shape, read, write) { _, i, w in o[w] += xp[i] } }
+  }
+  return out
+}
+
+/// out[o] = max of x over the reduced axes, and the index in x of the first maximum (for backward).
+func maxKernel<Scalar: TensorScalar>(
+  _ x: [Scalar], _ shape: [Int], axes: [Int]
+) -> (
+  values: [Scalar], argmax: [Int]
+) {
+  let kept = reducedShape(shape, axes: axes, keepDims: true)
+  var values = [Scalar](repeating: -Scalar.infinity, count: kept.reduce(1, *))
+  var argmax = [Int](repeating: -1, count: values.count)
+  let read = contiguousStrides(shape)
+  let write = broadcastStrides(kept, to: shape)
+  x.withUnsafeBufferPointer { xp in
+    forEachOffset(shape, read, write) { _, i, w in
+      if xp[i] > values[w] || argmax[w] < 0 {
+        values[w] = xp[i]
+        argmax[w] = i
+      }
+    }
+  }
+  return (values, argmax)
+}
+
+// MARK: - Softmax along one axis
+
+/// A shape seen as [outer, n, inner] around `axis`: element (o, k, i) is at (o * n + k) * inner + i.
+func splitAround(_ shape: [Int], axis: Int) -> (outer: Int, n: Int, inner: Int) {
+  (shape[..<axis].reduce(1, *), shape[axis], shape[(axis + 1)...].reduce(1, *))
+}
+
+/// y = softmax(x) along the axis: y_k = e^(x_k - max) / sum_j e^(x_j - max). Subtracting the max changes nothing
+/// mathematically and keeps every exponent <= 0, so nothing overflows. With `log`, y = log softmax(x) =
+/// x_k - max - log sum_j e^(x_j - max), computed without ever taking the log of a tiny number.
+func softmaxKernel<Scalar: TensorScalar>(_ x: [Scalar], _ shape: [Int], axis: Int, log: Bool) -> [Scalar] {
+  let (outer, n, inner) = splitAround(shape, axis: axis)
+  var y = [Scalar](repeating: 0, count: x.count)
+  y.withUnsafeMutableBufferPointer { yp in
+    x.withUnsafeBufferPointer { xp in
+      for o in 0..<outer {
+        for i in 0..<inner {
+          let base = o * n * inner + i
+          var top = -Scalar.infinity
+          for k in 0..<n { top = max(top, xp[base + k * inner]) }
+          var total: Scalar = 0
+          for k in 0..<n { total += Scalar.exp(xp[base + k * inner] - top) }
+          let logTotal = Scalar.log(total)
+          for k in 0..<n {
+            let shifted = xp[base + k * inner] - top
+            yp[base + k * inner] = log ? shifted - logTotal : Scalar.exp(shifted) / total
+          }
+        }
+      }
+    }
+  }
+  return y
+}
+
+/// The backward of softmax and log-softmax along the axis, added into dx:
+/// softmax:     dx_k += y_k (dy_k - sum_j dy_j y_j)
+/// log-softmax: dx_k += dy_k - softmax_k sum_j dy_j     (softmax_k = e^(y_k))
+func softmaxBackwardKernel<Scalar: TensorScalar>(
+  _ y: [Scalar], _ dy: [Scalar], _ dx: UnsafeMutableBufferPointer<Scalar>, _ shape: [Int], axis: Int, log: Bool
+) {
+  let (outer, n, inner) = splitAround(shape, axis: axis)
+  for o in 0..<outer {
+    for i in 0..<inner {
+      let base = o * n * inner + i
+      var dot: Scalar = 0
+      for k in 0..<n { dot += log ? dy[base + k * inner] : dy[base + k * inner] * y[base + k * inner] }
+      for k in 0..<n {
+        let at = base + k * inner
+        dx[at] += log ? dy[at] - Scalar.exp(y[at]) * dot : y[at] * (dy[at] - dot)
+      }
+    }
+  }
+}
+
+// MARK: - Matrix products
+
+/// A plain triple loop, C[m, n] = A[m, k] @ B[k, n]: the textbook definition, kept as the reference the tests
+/// compare BLAS against and the chapter times. Never used by the framework itself.
+func naiveMatmul<Scalar: TensorScalar>(_ a: [Scalar], _ b: [Scalar], m: Int, k: Int, n: Int) -> [Scalar] {
+  var c = [Scalar](repeating: 0, count: m * n)
+  for i in 0..<m {
+    for j in 0..<n {
+      var total: Scalar = 0
+      for p in 0..<k { total += a[i * k + p] * b[p * n + j] }
+      c[i * n + j] = total
+    }
+  }
+  return c
+}
+
+// MARK: - Layer norm
+
+/// Forward of layer norm over rows of n: x [rows, n] -> y [rows, n], with each row's mean and
+/// rstd = 1 / sqrt(var + eps) kept for backward.
+func layerNormKernel<Scalar: TensorScalar>(
+  _ x: [Scalar], n: Int, gamma: [Scalar]?, beta: [Scalar]?, eps: Scalar
+) -> (y: [Scalar], mean: [Scalar], rstd: [Scalar]) {
+  let rows = x.count / n
+  var y = [Scalar](repeating: 0, count: x.count)
+  var mean = [Scalar](repeating: 0, count: rows)
+  var rstd = [Scalar](repeating: 0, count: rows)
+  for r in 0..<rows {
+    let base = r * n
+    var total: Scalar = 0
+    for j in 0..<n { total += x[base + j] }
+    let m = total / Scalar(n)
+    var squares: Scalar = 0
+    for j in 0..<n { squares += (x[base + j] - m) * (x[base + j] - m) }
+    let s = 1 / Scalar.sqrt(squares / Scalar(n) + eps)
+    for j in 0..<n {
+      let normalized = (x[base + j] - m) * s
+      y[base + j] = normalized * (gamma?[j] ?? 1) + (beta?[j] ?? 0)
+    }
+    mean[r] = m
+    rstd[r] = s
+  }
+  return (y, mean, rstd)
+}
+
+/// Backward of layer norm. With xhat = (x - mean) * rstd and g = dy * gamma (the gradient reaching xhat):
+///   dx = rstd * (g - mean(g) - xhat * mean(g * xhat))     per row,
+///   dgamma = sum over rows of dy * xhat,  dbeta = sum over rows of dy.
+/// The two means are the gradient flowing through the row's mean and variance, which every element shares.
+func layerNormBackwardKernel<Scalar: TensorScalar>(
+  _ x: [Scalar], _ dy: [Scalar], n: Int, gamma: [Scalar]?, mean: [Scalar], rstd: [Scalar]
+) -> (dx: [Scalar], dgamma: [Scalar], dbeta: [Scalar]) {
+  let rows = x.count / n
+  var dx = [Scalar](repeating: 0, count: x.count)
+  var dgamma = [Scalar](repeating: 0, count: n)
+  var dbeta = [Scalar](repeating: 0, count: n)
+  for r in 0..<rows {
+    let base = r * n
+    var meanG: Scalar = 0
+    var meanGX: Scalar = 0
+    for j in 0..<n {
+      let xhat = (x[base + j] - mean[r]) * rstd[r]
+      let g = dy[base + j] * (gamma?[j] ?? 1)
+      meanG += g
+      meanGX += g * xhat
+      dgamma[j] += dy[base + j] * xhat
+      dbeta[j] += dy[base + j]
+    }
+    meanG /= Scalar(n)
+    meanGX /= Scalar(n)
+    for j in 0..<n {
+      let xhat = (x[base + j] - mean[r]) * rstd[r]
+      dx[base + j] = rstd[r] * (dy[base + j] * (gamma?[j] ?? 1) - meanG - xhat * meanGX)
+    }
+  }
+  return (dx, dgamma, dbeta)
+}
+
+// MARK: - Cross-entropy
+
+/// Fused softmax cross-entropy over rows: logits [rows, classes], one target class per row (rows whose target
+/// is `ignoreIndex` count for nothing). The target distribution is q = (1 - s) one-hot + s / classes (label
+/// smoothing s). Returns the summed loss, the number of counted rows, and d(summed loss)/d(logits) =
+/// softmax - q on counted rows, 0 on ignored ones.
+func crossEntropyKernel<Scalar: TensorScalar>(
+  _ logits: [Scalar], classes: Int, targets: [Int], ignoreIndex: Int, smoothing: Scalar
+) -> (loss: Scalar, counted: Int, dlogits: [Scalar]) {
+  var loss: Scalar = 0
+  var counted = 0
+  var dlogits = [Scalar](repeating: 0, count: logits.count)
+  let offTarget = smoothing / Scalar(classes)
+  for (r, target) in targets.enumerated() where target != ignoreIndex {
+    let base = r * classes
+    var top = -Scalar.infinity
+    for c in 0..<classes { top = max(top, logits[base + c]) }
+    var total: Scalar = 0
+    for c in 0..<classes { total += Scalar.exp(logits[base + c] - top) }
+    let logTotal = Scalar.log(total) + top  // log sum_c e^(logit_c)
+    for c in 0..<classes {
+      let q = (c == target ? 1 - smoothing : 0) + offTarget
+      loss -= q * (logits[base + c] - logTotal)  // -q_c log p_c
+      dlogits[base + c] = Scalar.exp(logits[base + c] - logTotal) - q
+    }
+    counted += 1
+  }
+  return (loss, counted, dlogits)
+}

@@ -1,0 +1,124 @@
+import Foundation
+import Support
+import Testing
+
+@testable import Stage4
+
+/// Modules, layers and initialisers; the fused layers against the same maths composed from plain ops.
+@Suite struct ModuleTests {
+  @Test func parametersAreFoundByReflectionWithDottedNames() {
+    var rng = SeededRNG(seed: 1)
+    let model =
+      makeMLP(
+        inputs: 4, hidden: [8, 6], outputs: 3, dropout: 0.5, random: RandomSource(seed: 1), rng: &rng)
+      as Sequential<Float>
+    #expect(
+      model.namedParameters().map(\.name) == [
+        "layers.0.weight", "layers.0.bias", "layers.3.weight", "layers.3.bias", "layers.6.weight", "layers.6.bias",
+      ])
+    #expect(model.parameterCount == 4 * 8 + 8 + 8 * 6 + 6 + 6 * 3 + 3)
+    #expect(model.namedParameters()[2].tensor.shape == [6, 8])
+  }
+
+  @Test func trainAndEvalReachEveryModule() {
+    var rng = SeededRNG(seed: 1)
+    let model =
+      makeMLP(inputs: 2, hidden: [3], outputs: 1, dropout: 0.5, random: RandomSource(seed: 1), rng: &rng)
+      as Sequential<Float>
+    model.eval()
+    #expect(model.modules().allSatisfy { !$0.isTraining })
+    #expect(model.modules().count == 5)  // the Sequential, Linear, ReLU, Dropout, Linear
+    model.train()
+    #expect(model.modules().allSatisfy { $0.isTraining })
+  }
+
+  @Test func aLinearLayerWithoutBiasHasOneParameter() {
+    var rng = SeededRNG(seed: 1)
+    let layer = Linear<Float>(3, 2, bias: false, rng: &rng)
+    #expect(layer.namedParameters().map(\.name) == ["weight"])
+  }
+
+  @Test func initialisersHaveTheirScales() {
+    var rng = SeededRNG(seed: 3)
+    let uniform: Tensor<Double> = Initializer.uniformFanIn.weight([200, 100], rng: &rng)
+    #expect(uniform.storage.allSatisfy { abs($0) <= 0.1 })
+    let xavier: Tensor<Double> = Initializer.xavierUniform.weight([200, 100], rng: &rng)
+    #expect(xavier.storage.allSatisfy { abs($0) <= (6.0 / 300).squareRoot() })
+    #expect(xavier.storage.contains { abs($0) > 0.1 })
+    func std(_ t: Tensor<Double>) -> Double {
+      (t.storage.map { $0 * $0 }.reduce(0, +) / Double(t.count)).squareRoot()
+    }
+    #expect(abs(std(Initializer.kaimingNormal.weight([200, 100], rng: &rng)) - (2.0 / 100).squareRoot()) < 0.003)
+    #expect(abs(std(Initializer.normal(std: 0.02).weight([200, 100], rng: &rng)) - 0.02) < 0.001)
+  }
+
+  @Test func dropoutScalesWhatItKeepsAndIsTheIdentityInEval() {
+    let dropout = Dropout<Double>(0.25, random: RandomSource(seed: 4))
+    let y = dropout(Tensor.ones([10_000]))
+    #expect(y.storage.allSatisfy { $0 == 0 || abs($0 - 4.0 / 3) < 1e-12 })
+    let kept = Double(y.storage.filter { $0 != 0 }.count) / 10_000
+    #expect(abs(kept - 0.75) < 0.02)
+    dropout.eval()
+    #expect(dropout(Tensor.ones([5])).storage == [1, 1, 1, 1, 1])
+  }
+
+  @Test func embeddingPicksRows() {
+    let table = Tensor<Double>((0..<6).map(Double.init), shape: [3, 2], requiresGrad: true)
+    let rows = Embedding(weight: table)([2, 2, 0], shape: [1, 3])
+    #expect(rows.shape == [1, 3, 2] && rows.storage == [4, 5, 4, 5, 0, 1])
+  }
+}
+
+@Suite struct FusedAgainstComposedTests {
+  typealias T = Tensor<Double>
+
+  /// Runs `f` on fresh copies of `inputs` and returns the output and each input's gradient for a fixed seed.
+  func evaluate(_ inputs: [T], _ f: ([T]) -> T) -> (output: [Double], grads: [[Double]]) {
+    let leaves = inputs.map { T($0.storage, shape: $0.shape, requiresGrad: true) }
+    let y = f(leaves)
+    y.backward(gradient: (0..<y.count).map { Double($0 % 5) - 1.5 })
+    return (y.storage, leaves.map { $0.gradStorage ?? [] })
+  }
+
+  func expectClose(_ a: [Double], _ b: [Double]) {
+    #expect(a.count == b.count)
+    #expect(zip(a, b).allSatisfy { abs($0 - $1) <= 1e-12 + 1e-9 * abs($1) }, "\(a) vs \(b)")
+  }
+
+  @Test func linearEqualsMatmulWithTheTransposePlusBias() {
+    var rng = SeededRNG(seed: 1)
+    let inputs = [T.normal([2, 3, 4], rng: &rng), T.normal([5, 4], rng: &rng), T.normal([5], rng: &rng)]
+    let fused = evaluate(inputs) { $0[0].linear($0[1], $0[2]) }
+    let composed = evaluate(inputs) { $0[0].matmul($0[1].transposed()) + $0[2] }
+    expectClose(fused.output, composed.output)
+    for (a, b) in zip(fused.grads, composed.grads) { expectClose(a, b) }
+  }
+
+  @Test func layerNormEqualsItsDefinitionInPlainOps() {
+    var rng = SeededRNG(seed: 2)
+    let inputs = [T.normal([3, 6], rng: &rng), T.normal([6], mean: 1, rng: &rng), T.normal([6], rng: &rng)]
+    let fused = evaluate(inputs) { $0[0].layerNorm($0[1], $0[2], eps: 1e-5) }
+    let composed = evaluate(inputs) { x in
+      let centered = x[0] - x[0].mean(axis: -1, keepDims: true)
+      let variance = centered.pow(2).mean(axis: -1, keepDims: true)
+      return centered / (variance + 1e-5).sqrt() * x[1] + x[2]
+    }
+    expectClose(fused.output, composed.output)
+    for (a, b) in zip(fused.grads, composed.grads) { expectClose(a, b) }
+  }
+
+  @Test func crossEntropyEqualsLogSoftmaxAgainstTheTargetDistribution() {
+    var rng = SeededRNG(seed: 3)
+    let logits = T.normal([5, 4], std: 2, rng: &rng)
+    let labels = [3, -100, 0, 2, -100]
+    let fused = evaluate([logits]) { crossEntropyLoss(logits: $0[0], labels: labels, labelSmoothing: 0.2) }
+    // q = 0.8 one-hot + 0.05 everywhere on the three counted rows; ignored rows get q = 0.
+    var q = [Double](repeating: 0, count: 20)
+    for (row, label) in labels.enumerated() where label >= 0 {
+      for c in 0..<4 { q[row * 4 + c] = (c == label ? 0.8 : 0) + 0.05 }
+    }
+    let composed = evaluate([logits]) { -($0[0].logSoftmax(axis: 1) * T(q, shape: [5, 4])).sum() / 3 }
+    expectClose(fused.output, composed.output)
+    expectClose(fused.grads[0], composed.grads[0])
+  }
+}
