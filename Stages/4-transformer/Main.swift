@@ -111,7 +111,9 @@ struct TrainCommand: ParsableCommand {
     var recent: [Double] = []
     while trainer.step < steps {
       recent.append(trainer.runStep())
-      if trainer.step % every == 0 || trainer.step == steps {
+      // Every tenth of the run, and five times as often in the first tenth, where the learning happens.
+      let early = trainer.step <= every && trainer.step % max(every / 5, 1) == 0
+      if trainer.step % every == 0 || trainer.step == steps || early {
         let r = trainer.record(trainLoss: recent.reduce(0, +) / Double(recent.count))
         recent = []
         print(
