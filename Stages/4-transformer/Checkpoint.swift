@@ -53,9 +53,11 @@ extension Trainer {
       throw fail("it was made by \(metadata["signature"] ?? "?"), this run is \(config.signature)")
     }
     var expected = Set(tensors.keys)
+    let named = model.namedParameters()  // reflection once, not once per tensor of the file
+    let byName = Dictionary(uniqueKeysWithValues: named.map { ($0.name, $0.tensor) })
     // Read everything first, then change the trainer: a bad file must leave the run untouched.
     var parameters: [(Tensor<Float>, [Float])] = []
-    for (name, p) in model.namedParameters() {
+    for (name, p) in named {
       guard let saved = tensors["model." + name] else { throw fail("it has no tensor for parameter '\(name)'") }
       guard saved.shape == p.shape, let values = saved.floats else {
         throw fail("'\(name)' is \(saved.dtype.rawValue) \(saved.shape) there, F32 \(p.shape) here")
@@ -66,7 +68,7 @@ extension Trainer {
     var state: [String: [ObjectIdentifier: [Float]]] = [:]
     for key in tensors.keys where key.hasPrefix("optimizer.") {
       let parts = key.split(separator: ".", maxSplits: 2).map(String.init)
-      guard parts.count == 3, let p = model.namedParameters().first(where: { $0.name == parts[2] })?.tensor,
+      guard parts.count == 3, let p = byName[parts[2]],
         let values = tensors[key]!.floats, values.count == p.count
       else { throw fail("optimizer state '\(key)' belongs to no parameter of this model") }
       state[parts[1], default: [:]][ObjectIdentifier(p)] = values

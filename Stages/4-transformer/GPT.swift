@@ -232,12 +232,13 @@ public struct Sampling: Sendable {
     var probabilities = order.map { Double.exp((values[$0] - top) / temperature) }
     let total = probabilities.reduce(0, +)
     probabilities = probabilities.map { $0 / total }
-    if let topP {
+    if let topP {  // the fewest most-likely tokens whose probabilities reach p
+      var keep = 0
       var sum = 0.0
-      let keep =
-        (probabilities.firstIndex {
-          sum += $0; return sum >= topP
-        } ?? probabilities.count - 1) + 1
+      while keep < probabilities.count && sum < topP {
+        sum += probabilities[keep]
+        keep += 1
+      }
       order = Array(order.prefix(keep))
       probabilities = Array(probabilities.prefix(keep))
     }
