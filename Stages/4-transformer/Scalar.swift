@@ -8,19 +8,9 @@ import Synchronization
 /// microseconds of gemm.
 let gemmNanoseconds = Atomic<UInt64>(0)
 
-/// OpenBLAS's thread count at start-up (its default: one per core).
-let blasThreads = Int(openblas_get_num_threads())
-/// The thread count last asked of OpenBLAS.
-let currentBLASThreads = Atomic<Int>(blasThreads)
-
-/// Runs a gemm call of m x n x k multiply-adds and adds its time to `gemmNanoseconds`.
-/// A small product runs on one thread: waking a second thread costs more than it saves below about 64^3 (an
-/// attention head's 16 x 16 x 16 products spent most of their time in the threads' sched_yield), while a large
-/// one gets every thread. The count is only changed when it differs from the last.
+/// Runs a gemm call and adds its time to `gemmNanoseconds`.
 @inline(__always)
-func timedGemm(work: Int, _ call: () -> Void) {
-  let wanted = work < 64 * 64 * 64 ? 1 : blasThreads
-  if currentBLASThreads.exchange(wanted, ordering: .relaxed) != wanted { openblas_set_num_threads(Int32(wanted)) }
+func timedGemm(_ call: () -> Void) {
   let start = Stopwatch.now()
   call()
   gemmNanoseconds.add(Stopwatch.now() &- start, ordering: .relaxed)
@@ -43,7 +33,7 @@ extension Float: TensorScalar {
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
     b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
   ) {
-    timedGemm(work: m * n * k) {
+    timedGemm {
       cblas_sgemm(
         CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans, Int32(m),
         Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
@@ -56,7 +46,7 @@ extension Double: TensorScalar {
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
     b: UnsafePointer<Double>, ldb: Int, beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int
   ) {
-    timedGemm(work: m * n * k) {
+    timedGemm {
       cblas_dgemm(
         CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans, Int32(m),
         Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
