@@ -34,8 +34,12 @@ let stageDependencies: [Target.Dependency] = [
 /// Release builds of a stage skip Swift's run-time exclusivity check on class properties: in the scalar engine it
 /// costs a quarter of a training step (every `grad +=` on a node is checked). The compile-time check stays, and
 /// the tests run in debug with the run-time check on, so an overlapping access is still caught there.
+/// They are also compiled for the CPU that builds them (`-target-cpu native`, clang's -march=native), so the
+/// elementwise loops use its widest SIMD instructions (AVX2 and FMA on a current x86, 8 floats at a time, instead
+/// of the 4 of the x86-64 baseline). The stages are built from source where they run, so this costs no
+/// portability.
 let stageSettings: [SwiftSetting] = [
-  .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))
+  .unsafeFlags(["-enforce-exclusivity=unchecked", "-target-cpu", "native"], .when(configuration: .release))
 ]
 
 let stageTargets: [Target] = stages.flatMap { slug -> [Target] in

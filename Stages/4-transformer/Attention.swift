@@ -5,6 +5,37 @@ import Support
 
 // MARK: - Scaled dot-product attention
 
+/// Where the rows of one head's matrix sit in a buffer: head (b, h) starts at
+/// offset + b * batchStride + h * headStride, and its consecutive positions are rowStride apart. The same
+/// attention code then reads q, k and v as separate [B, H, T, D] tensors (rowStride D) or straight out of the
+/// packed [B, T, 3C] output of the qkv projection (rowStride 3C), with no copy to split or merge the heads:
+/// gemm's leading dimension (lda, ldb, ldc) steps over the other heads' columns.
+struct HeadLayout {
+  var offset = 0
+  var batchStride: Int
+  var headStride: Int
+  var rowStride: Int
+
+  /// Contiguous [B, H, T, D].
+  init(heads h: Int, positions t: Int, width d: Int) {
+    (batchStride, headStride, rowStride) = (h * t * d, t * d, d)
+  }
+
+  /// Head columns inside rows of `rowWidth`: [B, T, rowWidth] with head h at columns offset + h * D.
+  init(positions t: Int, width d: Int, rowWidth: Int, offset: Int) {
+    (self.offset, batchStride, headStride, rowStride) = (offset, t * rowWidth, d, rowWidth)
+  }
+
+  @inline(__always)
+  func start(_ b: Int, _ h: Int) -> Int { offset + b * batchStride + h * headStride }
+}
+
+/// The sizes and layouts of one attention call: B sequences, H heads, Tq queries against Tk keys, head width D.
+struct AttentionShape {
+  var b: Int, h: Int, tq: Int, tk: Int, d: Int
+  var q: HeadLayout, k: HeadLayout, v: HeadLayout, out: HeadLayout
+}
+
 extension Tensor {
   /// Scaled dot-product attention: q [B, H, Tq, D], k and v [B, H, Tk, D] -> [B, H, Tq, D].
   /// Scores S = q k^T / sqrt(D); a masked score is -infinity, so its weight after the softmax is exactly 0:
@@ -29,92 +60,95 @@ extension Tensor {
     precondition(
       k.shape == [b, h, tk, d] && v.shape == k.shape && tk >= tq,
       "attention: q \(q.shape), k \(k.shape), v \(v.shape) do not fit")
+    let keys = HeadLayout(heads: h, positions: tk, width: d)
+    let queries = HeadLayout(heads: h, positions: tq, width: d)
+    let shape = AttentionShape(b: b, h: h, tq: tq, tk: tk, d: d, q: queries, k: keys, v: keys, out: queries)
+    return attentionOp(
+      q, k, v, shape, outputShape: [b, h, tq, d], causal: causal, keyPadding: keyPadding, dropout: dropout)
+  }
+
+  /// Self-attention straight from the packed output of a qkv projection: qkv [B, T, 3C] holds, in each row, the
+  /// queries, keys and values of all H heads (head h of q at columns h * D..., of k at C + h * D..., of v at
+  /// 2C + h * D..., C = H * D). The output is [B, T, C] with the heads side by side, ready for the output
+  /// projection. The same op as `attention`, without the copies that splitting and merging the heads would make.
+  public static func attention(
+    packed qkv: Tensor, heads: Int, causal: Bool, keyPadding: Tensor? = nil,
+    dropout: (p: Double, random: RandomSource)? = nil
+  ) -> Tensor {
+    precondition(
+      qkv.rank == 3 && qkv.shape[2] % (3 * heads) == 0, "attention: packed qkv \(qkv.shape) for \(heads) heads")
+    let (b, t, c) = (qkv.shape[0], qkv.shape[1], qkv.shape[2] / 3)
+    let d = c / heads
+    func part(_ index: Int) -> HeadLayout { HeadLayout(positions: t, width: d, rowWidth: 3 * c, offset: index * c) }
+    let shape = AttentionShape(
+      b: b, h: heads, tq: t, tk: t, d: d, q: part(0), k: part(1), v: part(2),
+      out: HeadLayout(positions: t, width: d, rowWidth: c, offset: 0))
+    return attentionOp(qkv, qkv, qkv, shape, outputShape: [b, t, c], causal: causal, keyPadding: keyPadding, dropout: dropout)
+  }
+
+  /// The op behind both forms: q, k and v are read through the layouts of `shape` (they may be one tensor).
+  /// The (batch, head) pairs are independent, so they are shared out across the cores, forward and backward.
+  private static func attentionOp(
+    _ q: Tensor, _ k: Tensor, _ v: Tensor, _ shape: AttentionShape, outputShape: [Int], causal: Bool,
+    keyPadding: Tensor?, dropout: (p: Double, random: RandomSource)?
+  ) -> Tensor {
+    let (b, h, tq, tk) = (shape.b, shape.h, shape.tq, shape.tk)
     precondition(keyPadding == nil || keyPadding!.shape == [b, tk], "attention: key padding \(keyPadding!.shape)")
-    let scale = 1 / Scalar.sqrt(Scalar(d))
-    var p = [Scalar](repeating: 0, count: b * h * tq * tk)
-    var keep = [Scalar](repeating: 1, count: dropout == nil ? 0 : p.count)
-    var out = [Scalar](repeating: 0, count: b * h * tq * d)
-    p.withUnsafeMutableBufferPointer { pp in
+    let square = tq * tk  // one head's weights
+    // The dropout mask, scaled (keep / (1 - p)), drawn in order before the heads run in parallel.
+    let keep = dropout.map { dropout in
+      (0..<(b * h * square)).map { _ in dropout.random.rng.unit() >= dropout.p ? Scalar(1 / (1 - dropout.p)) : 0 }
+    }
+    let padding = keyPadding?.storage
+    var weights = [Scalar](repeating: 0, count: b * h * square)
+    var out = [Scalar](repeating: 0, count: outputShape.reduce(1, *))
+    weights.withUnsafeMutableBufferPointer { pp in
       out.withUnsafeMutableBufferPointer { op in
         q.storage.withUnsafeBufferPointer { qp in
           k.storage.withUnsafeBufferPointer { kp in
             v.storage.withUnsafeBufferPointer { vp in
-              for bh in 0..<(b * h) {
-                let (qs, ks, ps) = (
-                  qp.baseAddress! + bh * tq * d, kp.baseAddress! + bh * tk * d, pp.baseAddress! + bh * tq * tk
-                )
-                // S[tq, tk] = scale * Q[tq, d] @ K[tk, d]^T
-                Scalar.gemm(
-                  transposeA: false, transposeB: true, m: tq, n: tk, k: d, alpha: scale, a: qs, lda: d, b: ks, ldb: d,
-                  beta: 0, c: ps, ldc: tk)
-                let padding = keyPadding.map { Array($0.storage[(bh / h * tk)..<(bh / h * tk + tk)]) }
-                for i in 0..<tq {
-                  let last = causal ? tk - tq + i : tk - 1  // the last key query i may see
-                  softmaxRow(ps + i * tk, count: tk) { j in j > last || (padding?[j] ?? 0) != 0 }
+              let (pp, op, qp, kp, vp) = (pp.baseAddress!, op.baseAddress!, qp.baseAddress!, kp.baseAddress!, vp.baseAddress!)
+              Parallel.forEach(b * h, grain: 1) { pairs in
+                for bh in pairs {
+                  let (bi, hi) = bh.quotientAndRemainder(dividingBy: h)
+                  attentionHeadForward(
+                    shape, q: qp + shape.q.start(bi, hi), k: kp + shape.k.start(bi, hi), v: vp + shape.v.start(bi, hi),
+                    out: op + shape.out.start(bi, hi), weights: pp + bh * square,
+                    keep: keep.map { Array($0[(bh * square)..<((bh + 1) * square)]) },
+                    padding: padding.map { Array($0[(bi * tk)..<((bi + 1) * tk)]) }, causal: causal)
                 }
-                if let dropout {  // the mask, scaled: P' = P * keep / (1 - p)
-                  for i in 0..<(tq * tk) {
-                    keep[bh * tq * tk + i] = dropout.random.rng.unit() >= dropout.p ? Scalar(1 / (1 - dropout.p)) : 0
+              }
+            }
+          }
+        }
+      }
+    }
+    let parents = q === k && k === v ? [q] : [q, k, v]
+    return Tensor(out, shape: outputShape, op: "attention", parents: parents) { result in
+      let dO = result.gradStorage!
+      var scratch = [Scalar](repeating: 0, count: weights.count)  // dP, then dS, per head
+      withGradients([q, k, v]) { grads in
+        scratch.withUnsafeMutableBufferPointer { sp in
+          weights.withUnsafeBufferPointer { pp in
+            dO.withUnsafeBufferPointer { dop in
+              q.storage.withUnsafeBufferPointer { qp in
+                k.storage.withUnsafeBufferPointer { kp in
+                  v.storage.withUnsafeBufferPointer { vp in
+                    let (sp, pp, dop) = (sp.baseAddress!, pp.baseAddress!, dop.baseAddress!)
+                    let (qp, kp, vp) = (qp.baseAddress!, kp.baseAddress!, vp.baseAddress!)
+                    Parallel.forEach(b * h, grain: 1) { pairs in
+                      for bh in pairs {
+                        let (bi, hi) = bh.quotientAndRemainder(dividingBy: h)
+                        let (qs, ks, vs) = (shape.q.start(bi, hi), shape.k.start(bi, hi), shape.v.start(bi, hi))
+                        attentionHeadBackward(
+                          shape, q: qp + qs, k: kp + ks, v: vp + vs, dOut: dop + shape.out.start(bi, hi),
+                          weights: pp + bh * square, keep: keep.map { Array($0[(bh * square)..<((bh + 1) * square)]) },
+                          scratch: sp + bh * square, dq: grads[0].map { $0 + qs }, dk: grads[1].map { $0 + ks },
+                          dv: grads[2].map { $0 + vs })
+                      }
+                    }
                   }
                 }
-                // O[tq, d] = P'[tq, tk] @ V[tk, d], P' = P or its dropped-out copy
-                let used = dropout == nil ? ps : dropped(ps, keep, from: bh * tq * tk, count: tq * tk)
-                Scalar.gemm(
-                  transposeA: false, transposeB: false, m: tq, n: d, k: tk, alpha: 1, a: used, lda: tk,
-                  b: vp.baseAddress! + bh * tk * d, ldb: d, beta: 0, c: op.baseAddress! + bh * tq * d, ldc: d)
-                if dropout != nil { used.deallocate() }
-              }
-            }
-          }
-        }
-      }
-    }
-    let (weights, mask) = (p, keep)
-    return Tensor(out, shape: [b, h, tq, d], op: "attention", parents: [q, k, v]) { result in
-      let dO = result.gradStorage!
-      var dS = [Scalar](repeating: 0, count: weights.count)
-      dS.withUnsafeMutableBufferPointer { ds in
-        weights.withUnsafeBufferPointer { pp in
-          dO.withUnsafeBufferPointer { dop in
-            for bh in 0..<(b * h) {
-              let (ps, dss, dos) = (
-                pp.baseAddress! + bh * tq * tk, ds.baseAddress! + bh * tq * tk, dop.baseAddress! + bh * tq * d
-              )
-              v.storage.withUnsafeBufferPointer { vp in  // dP[tq, tk] = dO[tq, d] @ V[tk, d]^T
-                Scalar.gemm(
-                  transposeA: false, transposeB: true, m: tq, n: tk, k: d, alpha: 1, a: dos, lda: d,
-                  b: vp.baseAddress! + bh * tk * d, ldb: d, beta: 0, c: dss, ldc: tk)
-              }
-              if !mask.isEmpty {  // dP = dP' * mask
-                for i in 0..<(tq * tk) { dss[i] *= mask[bh * tq * tk + i] }
-              }
-              for i in 0..<tq {  // dS = P * (dP - sum_j dP_j P_j), row by row
-                var dot: Scalar = 0
-                for j in 0..<tk { dot += dss[i * tk + j] * ps[i * tk + j] }
-                for j in 0..<tk { dss[i * tk + j] = ps[i * tk + j] * (dss[i * tk + j] - dot) }
-              }
-              v.addToGrad { g in  // dV[tk, d] += P'[tq, tk]^T @ dO[tq, d]
-                let used =
-                  mask.isEmpty
-                  ? UnsafeMutablePointer(mutating: ps) : dropped(ps, mask, from: bh * tq * tk, count: tq * tk)
-                Scalar.gemm(
-                  transposeA: true, transposeB: false, m: tk, n: d, k: tq, alpha: 1, a: used, lda: tk, b: dos, ldb: d,
-                  beta: 1, c: g.baseAddress! + bh * tk * d, ldc: d)
-                if !mask.isEmpty { used.deallocate() }
-              }
-              q.addToGrad { g in  // dQ[tq, d] += scale * dS[tq, tk] @ K[tk, d]
-                k.storage.withUnsafeBufferPointer { kp in
-                  Scalar.gemm(
-                    transposeA: false, transposeB: false, m: tq, n: d, k: tk, alpha: scale, a: dss, lda: tk,
-                    b: kp.baseAddress! + bh * tk * d, ldb: d, beta: 1, c: g.baseAddress! + bh * tq * d, ldc: d)
-                }
-              }
-              k.addToGrad { g in  // dK[tk, d] += scale * dS[tq, tk]^T @ Q[tq, d]
-                q.storage.withUnsafeBufferPointer { qp in
-                  Scalar.gemm(
-                    transposeA: true, transposeB: false, m: tk, n: d, k: tq, alpha: scale, a: dss, lda: tk,
-                    b: qp.baseAddress! + bh * tq * d, ldb: d, beta: 1, c: g.baseAddress! + bh * tk * d, ldc: d)
-                }
               }
             }
           }
@@ -124,35 +158,134 @@ extension Tensor {
   }
 }
 
-/// A fresh buffer with p[i] * mask[from + i] for i < count (the caller deallocates it).
-func dropped<Scalar: TensorScalar>(
-  _ p: UnsafePointer<Scalar>, _ mask: [Scalar], from: Int, count: Int
-)
-  -> UnsafeMutablePointer<Scalar>
-{
-  let buffer = UnsafeMutablePointer<Scalar>.allocate(capacity: count)
-  for i in 0..<count { buffer[i] = p[i] * mask[from + i] }
-  return buffer
+/// Runs `body` with a pointer into the gradient of each tensor (made as zeros if needed), nil for a tensor that
+/// requires none. A tensor that appears more than once (q, k and v packed in one) gets one pointer, so no
+/// gradient is opened twice at once.
+func withGradients<Scalar: TensorScalar>(
+  _ tensors: [Tensor<Scalar>], _ body: ([UnsafeMutablePointer<Scalar>?]) -> Void
+) {
+  func open(_ index: Int, _ opened: [(Tensor<Scalar>, UnsafeMutablePointer<Scalar>?)]) {
+    guard index < tensors.count else { return body(opened.map { $0.1 }) }
+    let tensor = tensors[index]
+    if let earlier = opened.first(where: { $0.0 === tensor }) { return open(index + 1, opened + [earlier]) }
+    guard tensor.requiresGrad else { return open(index + 1, opened + [(tensor, nil)]) }
+    tensor.addToGrad { g in open(index + 1, opened + [(tensor, g.baseAddress!)]) }
+  }
+  open(0, [])
 }
 
-/// Softmax of one row of `count` scores in place, with `masked(j)` scores counting as -infinity. A row with every
-/// score masked becomes all zeros (it attends to nothing) instead of 0/0.
+/// One head's forward: S[tq, tk] = Q K^T / sqrt(D); P = softmax(S) with the masks, written to `weights`;
+/// O[tq, D] = P' V, P' = P * keep with dropout. q, k, v and out point at the head's first row, with the row
+/// strides of `shape`.
+func attentionHeadForward<Scalar: TensorScalar>(
+  _ shape: AttentionShape, q: UnsafePointer<Scalar>, k: UnsafePointer<Scalar>, v: UnsafePointer<Scalar>,
+  out: UnsafeMutablePointer<Scalar>, weights: UnsafeMutablePointer<Scalar>, keep: [Scalar]?, padding: [Scalar]?,
+  causal: Bool
+) {
+  let (tq, tk, d) = (shape.tq, shape.tk, shape.d)
+  Scalar.gemm(
+    transposeA: false, transposeB: true, m: tq, n: tk, k: d, alpha: 1 / Scalar.sqrt(Scalar(d)), a: q,
+    lda: shape.q.rowStride, b: k, ldb: shape.k.rowStride, beta: 0, c: weights, ldc: tk)
+  for i in 0..<tq {
+    // The queries are the last tq of the tk positions: query i sees keys up to tk - tq + i.
+    softmaxRow(weights + i * tk, count: tk, visible: causal ? tk - tq + i + 1 : tk, padding: padding)
+  }
+  var dropped = keep.map { keep in (0..<(tq * tk)).map { weights[$0] * keep[$0] } }
+  withPointer(&dropped, else: weights) { used in
+    Scalar.gemm(
+      transposeA: false, transposeB: false, m: tq, n: d, k: tk, alpha: 1, a: used, lda: tk, b: v,
+      ldb: shape.v.rowStride, beta: 0, c: out, ldc: shape.out.rowStride)
+  }
+}
+
+/// One head's backward, added into dq, dk, dv (nil: not needed):
+/// dV = P'^T dO;  dP = (dO V^T) * keep;  dS = P * (dP - rowsum(dP * P));  dQ = dS K / sqrt(D);
+/// dK = dS^T Q / sqrt(D). `scratch` holds dP, then dS ([tq, tk]).
+func attentionHeadBackward<Scalar: TensorScalar>(
+  _ shape: AttentionShape, q: UnsafePointer<Scalar>, k: UnsafePointer<Scalar>, v: UnsafePointer<Scalar>,
+  dOut: UnsafePointer<Scalar>, weights: UnsafePointer<Scalar>, keep: [Scalar]?, scratch: UnsafeMutablePointer<Scalar>,
+  dq: UnsafeMutablePointer<Scalar>?, dk: UnsafeMutablePointer<Scalar>?, dv: UnsafeMutablePointer<Scalar>?
+) {
+  let (tq, tk, d) = (shape.tq, shape.tk, shape.d)
+  let scale = 1 / Scalar.sqrt(Scalar(d))
+  if let dv {  // dV[tk, d] += P'[tq, tk]^T @ dO[tq, d]
+    var dropped = keep.map { keep in (0..<(tq * tk)).map { weights[$0] * keep[$0] } }
+    withPointer(&dropped, else: weights) { used in
+      Scalar.gemm(
+        transposeA: true, transposeB: false, m: tk, n: d, k: tq, alpha: 1, a: used, lda: tk, b: dOut,
+        ldb: shape.out.rowStride, beta: 1, c: dv, ldc: shape.v.rowStride)
+    }
+  }
+  guard dq != nil || dk != nil else { return }
+  // dP[tq, tk] = dO[tq, d] @ V[tk, d]^T
+  Scalar.gemm(
+    transposeA: false, transposeB: true, m: tq, n: tk, k: d, alpha: 1, a: dOut, lda: shape.out.rowStride, b: v,
+    ldb: shape.v.rowStride, beta: 0, c: scratch, ldc: tk)
+  if let keep {
+    for i in 0..<(tq * tk) { scratch[i] *= keep[i] }
+  }
+  for i in 0..<tq { softmaxBackwardRow(weights + i * tk, scratch + i * tk, count: tk) }
+  if let dq {  // dQ[tq, d] += scale * dS[tq, tk] @ K[tk, d]
+    Scalar.gemm(
+      transposeA: false, transposeB: false, m: tq, n: d, k: tk, alpha: scale, a: scratch, lda: tk, b: k,
+      ldb: shape.k.rowStride, beta: 1, c: dq, ldc: shape.q.rowStride)
+  }
+  if let dk {  // dK[tk, d] += scale * dS[tq, tk]^T @ Q[tq, d]
+    Scalar.gemm(
+      transposeA: true, transposeB: false, m: tk, n: d, k: tq, alpha: scale, a: scratch, lda: tk, b: q,
+      ldb: shape.q.rowStride, beta: 1, c: dk, ldc: shape.k.rowStride)
+  }
+}
+
+/// `body` with a pointer to `array`'s elements, or to `fallback` when there is no array.
+@inline(__always)
+func withPointer<Scalar>(
+  _ array: inout [Scalar]?, else fallback: UnsafePointer<Scalar>, _ body: (UnsafePointer<Scalar>) -> Void
+) {
+  if array == nil { return body(fallback) }
+  array!.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
+
+/// Softmax of one row of `count` scores in place over the first `visible` keys, skipping keys marked 1 in
+/// `padding`: every other key counts as -infinity and gets weight exactly 0. A row with no key left becomes all
+/// zeros (it attends to nothing) instead of 0/0.
 @inline(__always)
 func softmaxRow<Scalar: TensorScalar>(
-  _ row: UnsafeMutablePointer<Scalar>, count: Int, masked: (Int) -> Bool
+  _ row: UnsafeMutablePointer<Scalar>, count: Int, visible: Int, padding: [Scalar]?
 ) {
-  var top = -Scalar.infinity
-  for j in 0..<count where !masked(j) { top = max(top, row[j]) }
-  guard top > -Scalar.infinity else {
-    for j in 0..<count { row[j] = 0 }
+  for j in visible..<count { row[j] = 0 }
+  if let padding {  // the rare case: per-key test
+    var top = -Scalar.infinity
+    for j in 0..<visible where padding[j] == 0 { top = max(top, row[j]) }
+    guard top > -Scalar.infinity else { return (0..<visible).forEach { row[$0] = 0 } }
+    var total: Scalar = 0
+    for j in 0..<visible {
+      row[j] = padding[j] == 0 ? Scalar.kernelExp(row[j] - top) : 0
+      total += row[j]
+    }
+    for j in 0..<visible { row[j] /= total }
     return
   }
+  guard visible > 0 else { return }
+  var top = row[0]
+  for j in 1..<visible { top = max(top, row[j]) }
   var total: Scalar = 0
-  for j in 0..<count {
-    row[j] = masked(j) ? 0 : Scalar.exp(row[j] - top)
+  for j in 0..<visible {
+    row[j] = Scalar.kernelExp(row[j] - top)
     total += row[j]
   }
-  for j in 0..<count { row[j] /= total }
+  let inverse = 1 / total
+  for j in 0..<visible { row[j] *= inverse }
+}
+
+/// Softmax's backward on one row, in place: d holds dP and becomes dS = P * (dP - sum_j dP_j P_j).
+@inline(__always)
+func softmaxBackwardRow<Scalar: TensorScalar>(
+  _ p: UnsafePointer<Scalar>, _ d: UnsafeMutablePointer<Scalar>, count: Int
+) {
+  var dot: Scalar = 0
+  for j in 0..<count { dot += d[j] * p[j] }
+  for j in 0..<count { d[j] = p[j] * (d[j] - dot) }
 }
 
 // MARK: - Multi-head attention
@@ -188,19 +321,24 @@ public final class MultiHeadAttention<Scalar: TensorScalar>: Layer {
   public func attend(_ x: Tensor<Scalar>, keyPadding: Tensor<Scalar>?, cache: LayerCache<Scalar>?) -> Tensor<Scalar> {
     let (b, t, c) = (x.shape[0], x.shape[1], x.shape[2])
     let d = c / heads
-    // [B, T, 3C] -> [B, T, 3, H, D] -> [3, B, H, T, D] -> q, k, v each [B, H, T, D]
-    let parts = qkv(x).reshape([b, t, 3, heads, d]).permute([2, 0, 3, 1, 4]).split([1, 1, 1], axis: 0)
-    let (q, k, v) = (
-      parts[0].reshape([b, heads, t, d]), parts[1].reshape([b, heads, t, d]), parts[2].reshape([b, heads, t, d])
-    )
-    var (keys, values) = (k, v)
-    if let cache {
-      (keys, values) = cache.append(k, v)
-    }
+    let packed = qkv(x)  // [B, T, 3C]
     let drop = dropout.flatMap { $0.isTraining && $0.p > 0 ? (p: $0.p, random: $0.random) : nil }
-    let y = Tensor.attention(q, keys, values, causal: causal, keyPadding: keyPadding, dropout: drop)
-    // [B, H, T, D] -> [B, T, H, D] -> [B, T, C]
-    let out = projection(y.permute([0, 2, 1, 3]).reshape([b, t, c]))
+    let y: Tensor<Scalar>
+    if let cache {
+      // Decoding: the new keys and values join the cache as [B, H, T, D], so here the heads are split out:
+      // [B, T, 3C] -> [B, T, 3, H, D] -> [3, B, H, T, D] -> q, k, v each [B, H, T, D].
+      let parts = packed.reshape([b, t, 3, heads, d]).permute([2, 0, 3, 1, 4]).split([1, 1, 1], axis: 0)
+      let (q, k, v) = (
+        parts[0].reshape([b, heads, t, d]), parts[1].reshape([b, heads, t, d]), parts[2].reshape([b, heads, t, d])
+      )
+      let (keys, values) = cache.append(k, v)
+      // [B, H, T, D] -> [B, T, H, D] -> [B, T, C]
+      y = Tensor.attention(q, keys, values, causal: causal, keyPadding: keyPadding, dropout: drop)
+        .permute([0, 2, 1, 3]).reshape([b, t, c])
+    } else {
+      y = Tensor.attention(packed: packed, heads: heads, causal: causal, keyPadding: keyPadding, dropout: drop)
+    }
+    let out = projection(y)
     return dropout.map { $0(out) } ?? out
   }
 }

@@ -11,6 +11,8 @@ struct BenchCommand: ParsableCommand {
     abstract: "A GPT training step (nanoGPT's CPU configuration) against the sgemm peak; decoding speed.")
 
   @Option(help: "Seconds spent timing each figure (more is steadier).") var seconds = 3.0
+  @Flag(help: "Only the training step, op by op: where its time goes (run a profiler such as perf on this too).")
+  var profile = false
 
   /// The forward + backward FLOPs of one step of this configuration, as PyTorch's FLOP counter gives them.
   static let stepFLOPs = 4.02e9
@@ -54,15 +56,33 @@ struct BenchCommand: ParsableCommand {
     var tokenRNG = SeededRNG(seed: 2)
     let tokens = (0..<(batch * context)).map { _ in tokenRNG.index(below: config.vocabulary) }
     let targets = (0..<(batch * context)).map { _ in tokenRNG.index(below: config.vocabulary) }
+    let profiler = profile ? OpProfiler() : nil
+    func trainingStep() {
+      profiler?.mark()
+      let logits = model(tokens, batch: batch).reshape([-1, config.vocabulary])
+      let loss = crossEntropyLoss(logits: logits, labels: targets)
+      loss.backward()
+      profiler?.mark()
+      clipGradNorm(parameters, maxNorm: 1)
+      profiler?.charge("clip_grad_norm", backward: false)
+      optimizer.step()
+      profiler?.charge("AdamW step", backward: false)
+      optimizer.zeroGrad()
+    }
+    if let profiler {
+      for _ in 0..<3 { trainingStep() }
+      OpProfiler.current = profiler
+      let step = timed(warmup: 0, trainingStep)
+      OpProfiler.current = nil
+      printProfile(profiler, steps: step.runs, stepSeconds: step.median)
+      return
+    }
+
     var gemmShare: [Double] = []
     let step = timed(warmup: 3) {
       let before = gemmNanoseconds.load(ordering: .relaxed)
       let clock = Stopwatch()
-      let logits = model(tokens, batch: batch).reshape([-1, config.vocabulary])
-      crossEntropyLoss(logits: logits, labels: targets).backward()
-      clipGradNorm(parameters, maxNorm: 1)
-      optimizer.step()
-      optimizer.zeroGrad()
+      trainingStep()
       gemmShare.append(Double(gemmNanoseconds.load(ordering: .relaxed) - before) / 1e9 / clock.seconds)
     }
     let rate = BenchCommand.stepFLOPs / step.median / 1e9
@@ -89,5 +109,23 @@ struct BenchCommand: ParsableCommand {
           format: "decoding %d tokens greedily %@ the KV cache: %.0f tokens/s", newTokens,
           useCache ? "with" : "without", Double(newTokens) / decode.median))
     }
+  }
+
+  /// The op table of `--profile`: per step, forward and backward milliseconds of each op, largest first.
+  func printProfile(_ profiler: OpProfiler, steps: Int, stepSeconds: Double) {
+    let perStep = { (ns: UInt64) in Double(ns) / 1e6 / Double(steps) }
+    let rows = profiler.entries.sorted { $0.value.forward + $0.value.backward > $1.value.forward + $1.value.backward }
+    let total = rows.reduce(0.0) { $0 + perStep($1.value.forward + $1.value.backward) }
+    print(String(format: "training step, op by op (mean of %d steps; median step %.1f ms):", steps, stepSeconds * 1000))
+    print("  op                 calls   forward ms  backward ms   share   in gemm")
+    for (name, entry) in rows {
+      let time = perStep(entry.forward + entry.backward)
+      print(
+        String(
+          format: "  %@ %5d %12.2f %12.2f %6.1f%% %8.0f%%", name.padding(toLength: 18, withPad: " ", startingAt: 0),
+          entry.calls / steps, perStep(entry.forward), perStep(entry.backward), time / total * 100,
+          entry.forward + entry.backward == 0 ? 0 : Double(entry.gemm) / Double(entry.forward + entry.backward) * 100))
+    }
+    print(String(format: "  total %.1f ms per step", total))
   }
 }

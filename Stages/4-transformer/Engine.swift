@@ -1,3 +1,5 @@
+import Support
+
 /// Reverse-mode automatic differentiation over tensors. The graph is stage 1's: nodes, their parents, a
 /// topological order, the chain rule applied from the output back. What changes is the node: a whole tensor,
 /// whose local derivative is a Jacobian matrix. For y = tanh(x) with a million elements that matrix has 10^12
@@ -52,6 +54,7 @@ public final class Tensor<Scalar: TensorScalar> {
     self.storage = storage
     self.shape = shape
     self.op = op
+    OpProfiler.current?.forwardEnded(op)
     if GradMode.isEnabled && parents.contains(where: \.requiresGrad) {
       self.requiresGrad = true
       self.parents = parents
@@ -92,6 +95,21 @@ public final class Tensor<Scalar: TensorScalar> {
     guard requiresGrad else { return }
     if gradStorage == nil { gradStorage = [Scalar](repeating: 0, count: count) }
     gradStorage!.withUnsafeMutableBufferPointer { body($0) }
+  }
+
+  /// Adds a whole gradient of this tensor's shape, if it requires grad. The first one is not added to zeros but
+  /// becomes the gradient itself, with no copy: the array is shared (a reshape or a residual `+` passes its
+  /// gradient on for free), and copy on write copies it only if either side is written later.
+  func accumulateGrad(_ contribution: [Scalar]) {
+    guard requiresGrad else { return }
+    precondition(contribution.count == count, "accumulateGrad: \(contribution.count) values for shape \(shape)")
+    guard gradStorage != nil else {
+      gradStorage = contribution
+      return
+    }
+    gradStorage!.withUnsafeMutableBufferPointer { g in
+      contribution.withUnsafeBufferPointer { c in for i in 0..<g.count { g[i] += c[i] } }
+    }
   }
 
   /// As in stage 1, freeing the output of a long chain must not recurse once per node: a node hands its parents
@@ -169,8 +187,56 @@ extension Tensor {
     for node in order where !node.isLeaf { node.gradStorage = nil }
     addToGrad { g in for i in g.indices { g[i] += seed[i] } }
     // Reverse order: a tensor passes its gradient on only once every tensor that uses it has added to it.
+    let profiler = OpProfiler.current
     for node in order.reversed() where node.gradStorage != nil {
-      node.localBackward?(node)
+      guard let pullBack = node.localBackward else { continue }
+      profiler?.mark()
+      pullBack(node)
+      profiler?.backwardEnded(node.op)
     }
   }
+}
+
+// MARK: - Profiling
+
+/// Where the time of a training step goes, op by op (PyTorch's autograd profiler, in small): `stage4 bench
+/// --profile` prints its table. Ops run one after another on one thread, so an op's forward time is the time since
+/// the previous op finished (or since `mark()`), and its backward time is the call of its backward closure.
+/// The share of each spent inside gemm comes from `gemmNanoseconds`.
+final class OpProfiler {
+  struct Entry {
+    var calls = 0
+    var forward: UInt64 = 0
+    var backward: UInt64 = 0
+    var gemm: UInt64 = 0
+  }
+
+  /// The profiler that ops report to, or nil (the usual case: one load and a branch per op).
+  nonisolated(unsafe) static var current: OpProfiler?
+
+  private(set) var entries: [String: Entry] = [:]
+  private var clock: UInt64 = 0
+  private var gemmClock: UInt64 = 0
+
+  /// Starts the clock for whatever runs next.
+  func mark() {
+    clock = Stopwatch.now()
+    gemmClock = gemmNanoseconds.load(ordering: .relaxed)
+  }
+
+  /// Charges the time since the last mark to `name`, forward or backward, and restarts the clock.
+  func charge(_ name: String, backward: Bool) {
+    let (now, gemmNow) = (Stopwatch.now(), gemmNanoseconds.load(ordering: .relaxed))
+    entries[name, default: Entry()].gemm += gemmNow &- gemmClock
+    if backward {
+      entries[name, default: Entry()].backward += now &- clock
+    } else {
+      entries[name, default: Entry()].forward += now &- clock
+      entries[name, default: Entry()].calls += 1
+    }
+    (clock, gemmClock) = (now, gemmNow)
+  }
+
+  func forwardEnded(_ op: String) { charge(op, backward: false) }
+  func backwardEnded(_ op: String) { charge(op, backward: true) }
 }

@@ -1,3 +1,5 @@
+import Support
+
 /// The hot loops, as plain functions over buffers with the shapes in a comment (llm.c's style). Ops.swift builds
 /// the differentiable operations out of them.
 
@@ -123,6 +125,87 @@ func zipKernel<Scalar>(_ a: [Scalar], _ b: [Scalar], _ f: (Scalar, Scalar) -> Sc
   }
 }
 
+// MARK: - GELU
+
+/// GELU's constants: u = sqrt(2/pi) (x + 0.044715 x^3).
+private let geluScale = 0.797_884_560_802_865_4  // sqrt(2/pi)
+private let geluCubic = 0.044_715
+
+/// tanh(u) = sign(u) (1 - e) / (1 + e) with e = e^(-2|u|) <= 1: one exp instead of libm's tanh (several times
+/// slower, and a call the compiler cannot vectorise), and no overflow for large |u|. The absolute error is a few
+/// ulps of 1, which is what GELU's 1 + tanh(u) can resolve anyway (the relative error near u = 0 is larger, so
+/// this is not a general-purpose tanh).
+@inline(__always)
+func fastTanh<Scalar: TensorScalar>(_ u: Scalar) -> Scalar {
+  let e = Scalar.kernelExp(-2 * abs(u))
+  let magnitude = (1 - e) / (1 + e)
+  return u < 0 ? -magnitude : magnitude
+}
+
+/// Elements per thread below which an elementwise loop stays on one core.
+let elementwiseGrain = 32_768
+
+/// GELU forward: y = 0.5 x (1 + t), t = tanh(u(x)), and t kept for backward. x, y, t: [n]. One pass with no call
+/// per element, so it runs in SIMD lanes, split across the cores.
+func geluKernel<Scalar: TensorScalar>(_ x: [Scalar]) -> (y: [Scalar], t: [Scalar]) {
+  var t = [Scalar](repeating: 0, count: x.count)
+  let y = [Scalar](unsafeUninitializedCapacity: x.count) { y, written in
+    t.withUnsafeMutableBufferPointer { t in
+      x.withUnsafeBufferPointer { x in
+        let (xp, tp, yp) = (x.baseAddress!, t.baseAddress!, y.baseAddress!)
+        Parallel.forEach(x.count, grain: elementwiseGrain) { range in geluPiece(xp, yp, tp, range) }
+      }
+    }
+    written = x.count
+  }
+  return (y, t)
+}
+
+/// The loop of `geluKernel` over one piece. It is a function of its own because inside the closure that
+/// `Parallel` runs, the compiler does not turn a loop into SIMD code (it cannot rule out that the stores change
+/// the captured pointers); with the pointers as plain arguments it does.
+@inline(never)
+func geluPiece<Scalar: TensorScalar>(
+  _ x: UnsafePointer<Scalar>, _ y: UnsafeMutablePointer<Scalar>, _ t: UnsafeMutablePointer<Scalar>, _ range: Range<Int>
+) {
+  let (a, c) = (Scalar(geluScale), Scalar(geluCubic))
+  for i in range {
+    let v = x[i]
+    let tanh = fastTanh(a * (v + c * v * v * v))
+    t[i] = tanh
+    y[i] = 0.5 * v * (1 + tanh)
+  }
+}
+
+/// GELU backward: dx = dy * (0.5 (1 + t) + 0.5 x (1 - t^2) du/dx), du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2).
+func geluBackwardKernel<Scalar: TensorScalar>(_ x: [Scalar], _ t: [Scalar], _ dy: [Scalar]) -> [Scalar] {
+  [Scalar](unsafeUninitializedCapacity: x.count) { dx, written in
+    x.withUnsafeBufferPointer { x in
+      t.withUnsafeBufferPointer { t in
+        dy.withUnsafeBufferPointer { dy in
+          let (xp, tp, dyp, dxp) = (x.baseAddress!, t.baseAddress!, dy.baseAddress!, dx.baseAddress!)
+          Parallel.forEach(x.count, grain: elementwiseGrain) { range in geluBackwardPiece(xp, tp, dyp, dxp, range) }
+        }
+      }
+    }
+    written = x.count
+  }
+}
+
+@inline(never)
+func geluBackwardPiece<Scalar: TensorScalar>(
+  _ x: UnsafePointer<Scalar>, _ t: UnsafePointer<Scalar>, _ dy: UnsafePointer<Scalar>,
+  _ dx: UnsafeMutablePointer<Scalar>, _ range: Range<Int>
+) {
+  let (a, c) = (Scalar(geluScale), Scalar(geluCubic))
+  for i in range {
+    let (v, tanh) = (x[i], t[i])
+    let du: Scalar = a * (1 + 3 * c * v * v)
+    let slope: Scalar = 0.5 * (1 + tanh) + 0.5 * v * (1 - tanh * tanh) * du
+    dx[i] = dy[i] * slope
+  }
+}
+
 // MARK: - Reductions
 
 /// The shape of a reduction over `axes` of `shape`: those axes become 1 (keepDims) or disappear.
@@ -187,11 +270,11 @@ func softmaxKernel<Scalar: TensorScalar>(_ x: [Scalar], _ shape: [Int], axis: In
           var top = -Scalar.infinity
           for k in 0..<n { top = max(top, xp[base + k * inner]) }
           var total: Scalar = 0
-          for k in 0..<n { total += Scalar.exp(xp[base + k * inner] - top) }
+          for k in 0..<n { total += Scalar.kernelExp(xp[base + k * inner] - top) }
           let logTotal = Scalar.log(total)
           for k in 0..<n {
             let shifted = xp[base + k * inner] - top
-            yp[base + k * inner] = log ? shifted - logTotal : Scalar.exp(shifted) / total
+            yp[base + k * inner] = log ? shifted - logTotal : Scalar.kernelExp(shifted) / total
           }
         }
       }
@@ -239,28 +322,34 @@ func naiveMatmul<Scalar: TensorScalar>(_ a: [Scalar], _ b: [Scalar], m: Int, k: 
 // MARK: - Layer norm
 
 /// Forward of layer norm over rows of n: x [rows, n] -> y [rows, n], with each row's mean and
-/// rstd = 1 / sqrt(var + eps) kept for backward.
+/// rstd = 1 / sqrt(var + eps) kept for backward. No gamma means 1, no beta 0.
 func layerNormKernel<Scalar: TensorScalar>(
   _ x: [Scalar], n: Int, gamma: [Scalar]?, beta: [Scalar]?, eps: Scalar
 ) -> (y: [Scalar], mean: [Scalar], rstd: [Scalar]) {
   let rows = x.count / n
-  var y = [Scalar](repeating: 0, count: x.count)
+  let (gamma, beta) = (gamma ?? [Scalar](repeating: 1, count: n), beta ?? [Scalar](repeating: 0, count: n))
   var mean = [Scalar](repeating: 0, count: rows)
   var rstd = [Scalar](repeating: 0, count: rows)
-  for r in 0..<rows {
-    let base = r * n
-    var total: Scalar = 0
-    for j in 0..<n { total += x[base + j] }
-    let m = total / Scalar(n)
-    var squares: Scalar = 0
-    for j in 0..<n { squares += (x[base + j] - m) * (x[base + j] - m) }
-    let s = 1 / Scalar.sqrt(squares / Scalar(n) + eps)
-    for j in 0..<n {
-      let normalized = (x[base + j] - m) * s
-      y[base + j] = normalized * (gamma?[j] ?? 1) + (beta?[j] ?? 0)
+  let y = [Scalar](unsafeUninitializedCapacity: x.count) { y, written in
+    x.withUnsafeBufferPointer { x in
+      gamma.withUnsafeBufferPointer { gamma in
+        beta.withUnsafeBufferPointer { beta in
+          for r in 0..<rows {
+            let (row, out) = (x.baseAddress! + r * n, y.baseAddress! + r * n)
+            var total: Scalar = 0
+            for j in 0..<n { total += row[j] }
+            let m = total / Scalar(n)
+            var squares: Scalar = 0
+            for j in 0..<n { squares += (row[j] - m) * (row[j] - m) }
+            let s = 1 / Scalar.sqrt(squares / Scalar(n) + eps)
+            for j in 0..<n { out[j] = (row[j] - m) * s * gamma[j] + beta[j] }
+            mean[r] = m
+            rstd[r] = s
+          }
+        }
+      }
     }
-    mean[r] = m
-    rstd[r] = s
+    written = x.count
   }
   return (y, mean, rstd)
 }
@@ -273,27 +362,41 @@ func layerNormBackwardKernel<Scalar: TensorScalar>(
   _ x: [Scalar], _ dy: [Scalar], n: Int, gamma: [Scalar]?, mean: [Scalar], rstd: [Scalar]
 ) -> (dx: [Scalar], dgamma: [Scalar], dbeta: [Scalar]) {
   let rows = x.count / n
-  var dx = [Scalar](repeating: 0, count: x.count)
+  let gamma = gamma ?? [Scalar](repeating: 1, count: n)
   var dgamma = [Scalar](repeating: 0, count: n)
   var dbeta = [Scalar](repeating: 0, count: n)
-  for r in 0..<rows {
-    let base = r * n
-    var meanG: Scalar = 0
-    var meanGX: Scalar = 0
-    for j in 0..<n {
-      let xhat = (x[base + j] - mean[r]) * rstd[r]
-      let g = dy[base + j] * (gamma?[j] ?? 1)
-      meanG += g
-      meanGX += g * xhat
-      dgamma[j] += dy[base + j] * xhat
-      dbeta[j] += dy[base + j]
+  let dx = [Scalar](unsafeUninitializedCapacity: x.count) { dx, written in
+    x.withUnsafeBufferPointer { x in
+      dy.withUnsafeBufferPointer { dy in
+        gamma.withUnsafeBufferPointer { gamma in
+          dgamma.withUnsafeMutableBufferPointer { dgamma in
+            dbeta.withUnsafeMutableBufferPointer { dbeta in
+              for r in 0..<rows {
+                let (row, dyRow, dxRow) = (x.baseAddress! + r * n, dy.baseAddress! + r * n, dx.baseAddress! + r * n)
+                let (m, s) = (mean[r], rstd[r])
+                var meanG: Scalar = 0
+                var meanGX: Scalar = 0
+                for j in 0..<n {
+                  let xhat = (row[j] - m) * s
+                  let g = dyRow[j] * gamma[j]
+                  meanG += g
+                  meanGX += g * xhat
+                  dgamma[j] += dyRow[j] * xhat
+                  dbeta[j] += dyRow[j]
+                }
+                meanG /= Scalar(n)
+                meanGX /= Scalar(n)
+                for j in 0..<n {
+                  let xhat = (row[j] - m) * s
+                  dxRow[j] = s * (dyRow[j] * gamma[j] - meanG - xhat * meanGX)
+                }
+              }
+            }
+          }
+        }
+      }
     }
-    meanG /= Scalar(n)
-    meanGX /= Scalar(n)
-    for j in 0..<n {
-      let xhat = (x[base + j] - mean[r]) * rstd[r]
-      dx[base + j] = rstd[r] * (dy[base + j] * (gamma?[j] ?? 1) - meanG - xhat * meanGX)
-    }
+    written = x.count
   }
   return (dx, dgamma, dbeta)
 }
@@ -316,12 +419,12 @@ func crossEntropyKernel<Scalar: TensorScalar>(
     var top = -Scalar.infinity
     for c in 0..<classes { top = max(top, logits[base + c]) }
     var total: Scalar = 0
-    for c in 0..<classes { total += Scalar.exp(logits[base + c] - top) }
+    for c in 0..<classes { total += Scalar.kernelExp(logits[base + c] - top) }
     let logTotal = Scalar.log(total) + top  // log sum_c e^(logit_c)
     for c in 0..<classes {
       let q = (c == target ? 1 - smoothing : 0) + offTarget
       loss -= q * (logits[base + c] - logTotal)  // -q_c log p_c
-      dlogits[base + c] = Scalar.exp(logits[base + c] - logTotal) - q
+      dlogits[base + c] = Scalar.kernelExp(logits[base + c] - logTotal) - q
     }
     counted += 1
   }

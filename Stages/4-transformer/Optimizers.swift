@@ -144,20 +144,25 @@ public final class Adam<Scalar: TensorScalar>: Optimizer {
     let (correction1, correction2) = (Scalar(1 - Double.pow(beta1, t)), Scalar(1 - Double.pow(beta2, t)))
     for group in groups {
       let decay = Scalar(group.weightDecay)
+      // AdamW shrinks the weight before the step; Adam adds decay * p to the gradient (coupled).
+      let (shrink, coupled) = decoupledWeightDecay ? (1 - lr * decay, Scalar(0)) : (1, decay)
       for p in group.parameters {
-        guard var g = p.gradStorage else { continue }
-        if decoupledWeightDecay {
-          p.storage.withUnsafeMutableBufferPointer { w in for i in w.indices { w[i] *= 1 - lr * decay } }
-        } else if decay != 0 {
-          for i in g.indices { g[i] += decay * p.storage[i] }
-        }
+        guard let grad = p.gradStorage else { continue }
         var m = takeBuffer("exp_avg", for: p)
         var v = takeBuffer("exp_avg_sq", for: p)
+        // One pass over raw buffers: no bounds checks and no copy-on-write checks inside the loop.
         p.storage.withUnsafeMutableBufferPointer { w in
-          for i in w.indices {
-            m[i] = b1 * m[i] + (1 - b1) * g[i]
-            v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
-            w[i] -= lr * (m[i] / correction1) / (Scalar.sqrt(v[i] / correction2) + e)
+          m.withUnsafeMutableBufferPointer { m in
+            v.withUnsafeMutableBufferPointer { v in
+              grad.withUnsafeBufferPointer { grad in
+                for i in 0..<w.count {
+                  let g = grad[i] + coupled * w[i]
+                  m[i] = b1 * m[i] + (1 - b1) * g
+                  v[i] = b2 * v[i] + (1 - b2) * g * g
+                  w[i] = shrink * w[i] - lr * (m[i] / correction1) / (Scalar.sqrt(v[i] / correction2) + e)
+                }
+              }
+            }
           }
         }
         state["exp_avg", default: [:]][ObjectIdentifier(p)] = m
@@ -175,12 +180,28 @@ public final class Adam<Scalar: TensorScalar>: Optimizer {
 @discardableResult
 public func clipGradNorm<Scalar: TensorScalar>(_ parameters: [Tensor<Scalar>], maxNorm: Double) -> Double {
   var squares = 0.0
-  for p in parameters { for g in p.gradStorage ?? [] { squares += Double(g) * Double(g) } }
+  for p in parameters {
+    guard let grad = p.gradStorage else { continue }
+    // Four running sums (in Double, as before) that the compiler can keep in SIMD lanes, instead of one long
+    // chain of dependent additions.
+    var partial = (0.0, 0.0, 0.0, 0.0)
+    grad.withUnsafeBufferPointer { g in
+      let whole = g.count / 4 * 4
+      for i in stride(from: 0, to: whole, by: 4) {
+        partial.0 += Double(g[i]) * Double(g[i])
+        partial.1 += Double(g[i + 1]) * Double(g[i + 1])
+        partial.2 += Double(g[i + 2]) * Double(g[i + 2])
+        partial.3 += Double(g[i + 3]) * Double(g[i + 3])
+      }
+      for i in whole..<g.count { partial.0 += Double(g[i]) * Double(g[i]) }
+    }
+    squares += partial.0 + partial.1 + partial.2 + partial.3
+  }
   let norm = squares.squareRoot()
-  let scale = maxNorm / (norm + 1e-6)
+  let scale = Scalar(maxNorm / (norm + 1e-6))
   if scale < 1 {
     for p in parameters where p.gradStorage != nil {
-      p.gradStorage = p.gradStorage!.map { $0 * Scalar(scale) }
+      p.gradStorage!.withUnsafeMutableBufferPointer { g in for i in 0..<g.count { g[i] *= scale } }
     }
   }
   return norm
