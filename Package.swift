@@ -16,7 +16,8 @@ let shared: [Target] = [
   .systemLibrary(
     name: "CBLAS", path: "Shared/CBLAS", pkgConfig: "openblas",
     providers: [.apt(["libopenblas-dev"])]),
-  .target(name: "Support", path: "Shared/Support"),
+  .systemLibrary(name: "CMalloc", path: "Shared/CMalloc"),
+  .target(name: "Support", dependencies: ["CMalloc"], path: "Shared/Support"),
   .target(name: "Datasets", dependencies: ["Support"], path: "Shared/Datasets", exclude: ["Data"]),
   .target(name: "Plotting", dependencies: ["Support"], path: "Shared/Plotting"),
   .target(name: "GradCheck", dependencies: ["Support"], path: "Shared/GradCheck"),
@@ -37,9 +38,13 @@ let stageDependencies: [Target.Dependency] = [
 /// They are also compiled for the CPU that builds them (`-target-cpu native`, clang's -march=native), so the
 /// elementwise loops use its widest SIMD instructions (AVX2 and FMA on a current x86, 8 floats at a time, instead
 /// of the 4 of the x86-64 baseline). The stages are built from source where they run, so this costs no
-/// portability.
+/// portability. And `squareRoot()` may skip C's errno convention (-fno-math-errno for the C headers Swift's
+/// standard library inlines): otherwise every square root keeps a branch to libm's sqrtf for negative inputs, and
+/// a loop with one cannot become SIMD code.
 let stageSettings: [SwiftSetting] = [
-  .unsafeFlags(["-enforce-exclusivity=unchecked", "-target-cpu", "native"], .when(configuration: .release))
+  .unsafeFlags(
+    ["-enforce-exclusivity=unchecked", "-target-cpu", "native", "-Xcc", "-fno-math-errno"],
+    .when(configuration: .release))
 ]
 
 let stageTargets: [Target] = stages.flatMap { slug -> [Target] in

@@ -100,8 +100,9 @@ extension Tensor {
       (0..<(b * h * square)).map { _ in dropout.random.rng.unit() >= dropout.p ? Scalar(1 / (1 - dropout.p)) : 0 }
     }
     let padding = keyPadding?.storage
-    var weights = [Scalar](repeating: 0, count: b * h * square)
-    var out = [Scalar](repeating: 0, count: outputShape.reduce(1, *))
+    // Every head writes its own block of both in full (gemm with beta = 0).
+    var weights: [Scalar] = uninitializedArray(b * h * square)
+    var out: [Scalar] = uninitializedArray(outputShape.reduce(1, *))
     weights.withUnsafeMutableBufferPointer { pp in
       out.withUnsafeMutableBufferPointer { op in
         q.storage.withUnsafeBufferPointer { qp in
@@ -126,7 +127,7 @@ extension Tensor {
     let parents = q === k && k === v ? [q] : [q, k, v]
     return Tensor(out, shape: outputShape, op: "attention", parents: parents) { result in
       let dO = result.gradStorage!
-      var scratch = [Scalar](repeating: 0, count: weights.count)  // dP, then dS, per head
+      var scratch: [Scalar] = uninitializedArray(weights.count)  // dP, then dS, per head
       withGradients([q, k, v]) { grads in
         scratch.withUnsafeMutableBufferPointer { sp in
           weights.withUnsafeBufferPointer { pp in
@@ -267,14 +268,9 @@ func softmaxRow<Scalar: TensorScalar>(
     return
   }
   guard visible > 0 else { return }
-  var top = row[0]
-  for j in 1..<visible { top = max(top, row[j]) }
-  var total: Scalar = 0
-  for j in 0..<visible {
-    row[j] = Scalar.kernelExp(row[j] - top)
-    total += row[j]
-  }
-  let inverse = 1 / total
+  let top = max8(row, visible)
+  for j in 0..<visible { row[j] = Scalar.kernelExp(row[j] - top) }
+  let inverse = 1 / sum8(visible) { row[$0] }
   for j in 0..<visible { row[j] *= inverse }
 }
 
@@ -283,8 +279,7 @@ func softmaxRow<Scalar: TensorScalar>(
 func softmaxBackwardRow<Scalar: TensorScalar>(
   _ p: UnsafePointer<Scalar>, _ d: UnsafeMutablePointer<Scalar>, count: Int
 ) {
-  var dot: Scalar = 0
-  for j in 0..<count { dot += d[j] * p[j] }
+  let dot = sum8(count) { d[$0] * p[$0] }
   for j in 0..<count { d[j] = p[j] * (d[j] - dot) }
 }
 

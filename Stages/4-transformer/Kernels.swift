@@ -101,6 +101,14 @@ func expand<Scalar: TensorScalar>(_ x: [Scalar], _ shape: [Int], to target: [Int
 
 // MARK: - Elementwise
 
+/// An array of `count` elements whose memory is not cleared first: for a result that a kernel or a BLAS call
+/// with beta = 0 writes in full before anything reads it. Filling with zeros only to overwrite them is a pass
+/// over memory for nothing.
+@inline(__always)
+func uninitializedArray<Scalar: TensorScalar>(_ count: Int) -> [Scalar] {
+  [Scalar](unsafeUninitializedCapacity: count) { _, written in written = count }
+}
+
 /// y[i] = f(x[i]) into a fresh array, written once (no zero fill first). x, y: [n].
 @inline(__always)
 func mapKernel<Scalar>(_ x: [Scalar], _ f: (Scalar) -> Scalar) -> [Scalar] {
@@ -148,7 +156,7 @@ let elementwiseGrain = 32_768
 /// GELU forward: y = 0.5 x (1 + t), t = tanh(u(x)), and t kept for backward. x, y, t: [n]. One pass with no call
 /// per element, so it runs in SIMD lanes, split across the cores.
 func geluKernel<Scalar: TensorScalar>(_ x: [Scalar]) -> (y: [Scalar], t: [Scalar]) {
-  var t = [Scalar](repeating: 0, count: x.count)
+  var t: [Scalar] = uninitializedArray(x.count)
   let y = [Scalar](unsafeUninitializedCapacity: x.count) { y, written in
     t.withUnsafeMutableBufferPointer { t in
       x.withUnsafeBufferPointer { x in
@@ -207,6 +215,57 @@ func geluBackwardPiece<Scalar: TensorScalar>(
 }
 
 // MARK: - Reductions
+
+/// term(0) + term(1) + ... + term(n - 1) in eight running sums, added together at the end. One running sum is a
+/// chain of additions that each wait for the one before (floating-point addition is not reassociated by the
+/// compiler, since that changes the rounding); eight independent ones run side by side in one SIMD register.
+/// The rounding differs from a left-to-right sum, and is the same on every run.
+@inline(__always)
+func sum8<Scalar: TensorScalar>(_ n: Int, _ term: (Int) -> Scalar) -> Scalar {
+  var s: (Scalar, Scalar, Scalar, Scalar, Scalar, Scalar, Scalar, Scalar) = (0, 0, 0, 0, 0, 0, 0, 0)
+  var i = 0
+  while i + 8 <= n {
+    s.0 += term(i)
+    s.1 += term(i + 1)
+    s.2 += term(i + 2)
+    s.3 += term(i + 3)
+    s.4 += term(i + 4)
+    s.5 += term(i + 5)
+    s.6 += term(i + 6)
+    s.7 += term(i + 7)
+    i += 8
+  }
+  var total = ((s.0 + s.1) + (s.2 + s.3)) + ((s.4 + s.5) + (s.6 + s.7))
+  while i < n {
+    total += term(i)
+    i += 1
+  }
+  return total
+}
+
+/// The largest of x[0..<n] (n >= 1), in eight running maxima like `sum8`.
+@inline(__always)
+func max8<Scalar: TensorScalar>(_ x: UnsafePointer<Scalar>, _ n: Int) -> Scalar {
+  var m = (x[0], x[0], x[0], x[0], x[0], x[0], x[0], x[0])
+  var i = 0
+  while i + 8 <= n {
+    m.0 = Swift.max(m.0, x[i])
+    m.1 = Swift.max(m.1, x[i + 1])
+    m.2 = Swift.max(m.2, x[i + 2])
+    m.3 = Swift.max(m.3, x[i + 3])
+    m.4 = Swift.max(m.4, x[i + 4])
+    m.5 = Swift.max(m.5, x[i + 5])
+    m.6 = Swift.max(m.6, x[i + 6])
+    m.7 = Swift.max(m.7, x[i + 7])
+    i += 8
+  }
+  var top = Swift.max(Swift.max(Swift.max(m.0, m.1), Swift.max(m.2, m.3)), Swift.max(Swift.max(m.4, m.5), Swift.max(m.6, m.7)))
+  while i < n {
+    top = Swift.max(top, x[i])
+    i += 1
+  }
+  return top
+}
 
 /// The shape of a reduction over `axes` of `shape`: those axes become 1 (keepDims) or disappear.
 func reducedShape(_ shape: [Int], axes: [Int], keepDims: Bool) -> [Int] {
@@ -322,37 +381,56 @@ func naiveMatmul<Scalar: TensorScalar>(_ a: [Scalar], _ b: [Scalar], m: Int, k: 
 // MARK: - Layer norm
 
 /// Forward of layer norm over rows of n: x [rows, n] -> y [rows, n], with each row's mean and
-/// rstd = 1 / sqrt(var + eps) kept for backward. No gamma means 1, no beta 0.
+/// rstd = 1 / sqrt(var + eps) kept for backward. No gamma means 1, no beta 0. Rows are independent, so they are
+/// split across the cores.
 func layerNormKernel<Scalar: TensorScalar>(
   _ x: [Scalar], n: Int, gamma: [Scalar]?, beta: [Scalar]?, eps: Scalar
 ) -> (y: [Scalar], mean: [Scalar], rstd: [Scalar]) {
   let rows = x.count / n
   let (gamma, beta) = (gamma ?? [Scalar](repeating: 1, count: n), beta ?? [Scalar](repeating: 0, count: n))
-  var mean = [Scalar](repeating: 0, count: rows)
-  var rstd = [Scalar](repeating: 0, count: rows)
-  let y = [Scalar](unsafeUninitializedCapacity: x.count) { y, written in
-    x.withUnsafeBufferPointer { x in
-      gamma.withUnsafeBufferPointer { gamma in
-        beta.withUnsafeBufferPointer { beta in
-          for r in 0..<rows {
-            let (row, out) = (x.baseAddress! + r * n, y.baseAddress! + r * n)
-            var total: Scalar = 0
-            for j in 0..<n { total += row[j] }
-            let m = total / Scalar(n)
-            var squares: Scalar = 0
-            for j in 0..<n { squares += (row[j] - m) * (row[j] - m) }
-            let s = 1 / Scalar.sqrt(squares / Scalar(n) + eps)
-            for j in 0..<n { out[j] = (row[j] - m) * s * gamma[j] + beta[j] }
-            mean[r] = m
-            rstd[r] = s
+  var y: [Scalar] = uninitializedArray(x.count)
+  var mean: [Scalar] = uninitializedArray(rows)
+  var rstd: [Scalar] = uninitializedArray(rows)
+  x.withUnsafeBufferPointer { x in
+    gamma.withUnsafeBufferPointer { gamma in
+      beta.withUnsafeBufferPointer { beta in
+        y.withUnsafeMutableBufferPointer { y in
+          mean.withUnsafeMutableBufferPointer { mean in
+            rstd.withUnsafeMutableBufferPointer { rstd in
+              let (x, gamma, beta) = (x.baseAddress!, gamma.baseAddress!, beta.baseAddress!)
+              let (y, mean, rstd) = (y.baseAddress!, mean.baseAddress!, rstd.baseAddress!)
+              Parallel.forEach(rows, grain: Swift.max(1, elementwiseGrain / n)) { range in
+                layerNormRows(x, gamma, beta, y, mean, rstd, n: n, eps: eps, rows: range)
+              }
+            }
           }
         }
       }
     }
-    written = x.count
   }
   return (y, mean, rstd)
 }
+
+@inline(never)
+func layerNormRows<Scalar: TensorScalar>(
+  _ x: UnsafePointer<Scalar>, _ gamma: UnsafePointer<Scalar>, _ beta: UnsafePointer<Scalar>,
+  _ y: UnsafeMutablePointer<Scalar>, _ mean: UnsafeMutablePointer<Scalar>, _ rstd: UnsafeMutablePointer<Scalar>,
+  n: Int, eps: Scalar, rows: Range<Int>
+) {
+  for r in rows {
+    let (row, out) = (x + r * n, y + r * n)
+    let m = sum8(n) { row[$0] } / Scalar(n)
+    let squares = sum8(n) { (row[$0] - m) * (row[$0] - m) }
+    let s = 1 / (squares / Scalar(n) + eps).squareRoot()
+    for j in 0..<n { out[j] = (row[j] - m) * s * gamma[j] + beta[j] }
+    mean[r] = m
+    rstd[r] = s
+  }
+}
+
+/// Rows per block of layer norm's backward: each block sums its own dgamma and dbeta, and the blocks' sums are
+/// added in block order, so the result does not depend on how many cores took part.
+let layerNormBlock = 32
 
 /// Backward of layer norm. With xhat = (x - mean) * rstd and g = dy * gamma (the gradient reaching xhat):
 ///   dx = rstd * (g - mean(g) - xhat * mean(g * xhat))     per row,
@@ -362,43 +440,61 @@ func layerNormBackwardKernel<Scalar: TensorScalar>(
   _ x: [Scalar], _ dy: [Scalar], n: Int, gamma: [Scalar]?, mean: [Scalar], rstd: [Scalar]
 ) -> (dx: [Scalar], dgamma: [Scalar], dbeta: [Scalar]) {
   let rows = x.count / n
+  let blocks = (rows + layerNormBlock - 1) / layerNormBlock
   let gamma = gamma ?? [Scalar](repeating: 1, count: n)
-  var dgamma = [Scalar](repeating: 0, count: n)
-  var dbeta = [Scalar](repeating: 0, count: n)
-  let dx = [Scalar](unsafeUninitializedCapacity: x.count) { dx, written in
-    x.withUnsafeBufferPointer { x in
-      dy.withUnsafeBufferPointer { dy in
-        gamma.withUnsafeBufferPointer { gamma in
-          dgamma.withUnsafeMutableBufferPointer { dgamma in
-            dbeta.withUnsafeMutableBufferPointer { dbeta in
-              for r in 0..<rows {
-                let (row, dyRow, dxRow) = (x.baseAddress! + r * n, dy.baseAddress! + r * n, dx.baseAddress! + r * n)
-                let (m, s) = (mean[r], rstd[r])
-                var meanG: Scalar = 0
-                var meanGX: Scalar = 0
-                for j in 0..<n {
-                  let xhat = (row[j] - m) * s
-                  let g = dyRow[j] * gamma[j]
-                  meanG += g
-                  meanGX += g * xhat
-                  dgamma[j] += dyRow[j] * xhat
-                  dbeta[j] += dyRow[j]
-                }
-                meanG /= Scalar(n)
-                meanGX /= Scalar(n)
-                for j in 0..<n {
-                  let xhat = (row[j] - m) * s
-                  dxRow[j] = s * (dyRow[j] * gamma[j] - meanG - xhat * meanGX)
-                }
+  var dx: [Scalar] = uninitializedArray(x.count)
+  var partial = [Scalar](repeating: 0, count: blocks * 2 * n)  // per block: dgamma, then dbeta
+  x.withUnsafeBufferPointer { x in
+    dy.withUnsafeBufferPointer { dy in
+      gamma.withUnsafeBufferPointer { gamma in
+        dx.withUnsafeMutableBufferPointer { dx in
+          partial.withUnsafeMutableBufferPointer { partial in
+            let (x, dy, gamma, dx, partial) = (
+              x.baseAddress!, dy.baseAddress!, gamma.baseAddress!, dx.baseAddress!, partial.baseAddress!
+            )
+            Parallel.forEach(blocks, grain: Swift.max(1, elementwiseGrain / (n * layerNormBlock))) { range in
+              for block in range {
+                let rowRange = (block * layerNormBlock)..<Swift.min(rows, (block + 1) * layerNormBlock)
+                let sums = partial + block * 2 * n
+                layerNormBackwardRows(x, dy, gamma, mean, rstd, dx, sums, sums + n, n: n, rows: rowRange)
               }
             }
           }
         }
       }
     }
-    written = x.count
+  }
+  var dgamma = [Scalar](repeating: 0, count: n)
+  var dbeta = [Scalar](repeating: 0, count: n)
+  for block in 0..<blocks {
+    for j in 0..<n {
+      dgamma[j] += partial[block * 2 * n + j]
+      dbeta[j] += partial[block * 2 * n + n + j]
+    }
   }
   return (dx, dgamma, dbeta)
+}
+
+@inline(never)
+func layerNormBackwardRows<Scalar: TensorScalar>(
+  _ x: UnsafePointer<Scalar>, _ dy: UnsafePointer<Scalar>, _ gamma: UnsafePointer<Scalar>, _ mean: [Scalar],
+  _ rstd: [Scalar], _ dx: UnsafeMutablePointer<Scalar>, _ dgamma: UnsafeMutablePointer<Scalar>,
+  _ dbeta: UnsafeMutablePointer<Scalar>, n: Int, rows: Range<Int>
+) {
+  for r in rows {
+    let (row, dyRow, dxRow) = (x + r * n, dy + r * n, dx + r * n)
+    let (m, s) = (mean[r], rstd[r])
+    let meanG = sum8(n) { dyRow[$0] * gamma[$0] } / Scalar(n)
+    let meanGX = sum8(n) { dyRow[$0] * gamma[$0] * (row[$0] - m) * s } / Scalar(n)
+    for j in 0..<n {
+      dgamma[j] += dyRow[j] * (row[j] - m) * s
+      dbeta[j] += dyRow[j]
+    }
+    for j in 0..<n {
+      let xhat = (row[j] - m) * s
+      dxRow[j] = s * (dyRow[j] * gamma[j] - meanG - xhat * meanGX)
+    }
+  }
 }
 
 // MARK: - Cross-entropy
@@ -410,23 +506,36 @@ func layerNormBackwardKernel<Scalar: TensorScalar>(
 func crossEntropyKernel<Scalar: TensorScalar>(
   _ logits: [Scalar], classes: Int, targets: [Int], ignoreIndex: Int, smoothing: Scalar
 ) -> (loss: Scalar, counted: Int, dlogits: [Scalar]) {
-  var loss: Scalar = 0
-  var counted = 0
   var dlogits = [Scalar](repeating: 0, count: logits.count)
-  let offTarget = smoothing / Scalar(classes)
-  for (r, target) in targets.enumerated() where target != ignoreIndex {
-    let base = r * classes
-    var top = -Scalar.infinity
-    for c in 0..<classes { top = max(top, logits[base + c]) }
-    var total: Scalar = 0
-    for c in 0..<classes { total += Scalar.kernelExp(logits[base + c] - top) }
-    let logTotal = Scalar.log(total) + top  // log sum_c e^(logit_c)
-    for c in 0..<classes {
-      let q = (c == target ? 1 - smoothing : 0) + offTarget
-      loss -= q * (logits[base + c] - logTotal)  // -q_c log p_c
-      dlogits[base + c] = Scalar.kernelExp(logits[base + c] - logTotal) - q
+  var rowLoss = [Scalar](repeating: 0, count: targets.count)
+  logits.withUnsafeBufferPointer { logits in
+    dlogits.withUnsafeMutableBufferPointer { dlogits in
+      rowLoss.withUnsafeMutableBufferPointer { rowLoss in
+        let (x, dx, loss) = (logits.baseAddress!, dlogits.baseAddress!, rowLoss.baseAddress!)
+        Parallel.forEach(targets.count, grain: Swift.max(1, elementwiseGrain / classes)) { rows in
+          for r in rows where targets[r] != ignoreIndex {
+            loss[r] = crossEntropyRow(
+              x + r * classes, dx + r * classes, classes: classes, target: targets[r], smoothing: smoothing)
+          }
+        }
+      }
     }
-    counted += 1
   }
-  return (loss, counted, dlogits)
+  // The rows' losses added in row order, however the rows were shared out.
+  return (rowLoss.reduce(0, +), targets.count { $0 != ignoreIndex }, dlogits)
+}
+
+/// One row of `crossEntropyKernel`: returns -sum_c q_c log p_c and writes p - q into d.
+@inline(__always)
+func crossEntropyRow<Scalar: TensorScalar>(
+  _ logits: UnsafePointer<Scalar>, _ d: UnsafeMutablePointer<Scalar>, classes: Int, target: Int, smoothing: Scalar
+) -> Scalar {
+  let offTarget = smoothing / Scalar(classes)
+  let top = max8(logits, classes)
+  let logTotal = Scalar.log(sum8(classes) { Scalar.kernelExp(logits[$0] - top) }) + top  // log sum_c e^(logit_c)
+  // With q = off-target everywhere plus (1 - s) on the target: -sum q_c (logit_c - logTotal).
+  let loss = -(offTarget * sum8(classes) { logits[$0] - logTotal } + (1 - smoothing) * (logits[target] - logTotal))
+  for c in 0..<classes { d[c] = Scalar.kernelExp(logits[c] - logTotal) - offTarget }
+  d[target] -= 1 - smoothing
+  return loss
 }

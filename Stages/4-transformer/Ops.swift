@@ -369,9 +369,11 @@ extension Tensor {
       "linear: input \(shape) does not fit weight \(weight.shape)")
     precondition(bias == nil || bias!.shape == [outputs], "linear: bias \(bias?.shape ?? []) for \(outputs) outputs")
     let rows = count / inputs
-    var y = [Scalar](repeating: 0, count: rows * outputs)
+    var y: [Scalar] = uninitializedArray(rows * outputs)  // gemm with beta = 0 fills it, or the bias does
     if let bias {
-      for r in 0..<rows { for j in 0..<outputs { y[r * outputs + j] = bias.storage[j] } }
+      y.withUnsafeMutableBufferPointer { y in
+        for r in 0..<rows { for j in 0..<outputs { y[r * outputs + j] = bias.storage[j] } }
+      }
     }
     y.withUnsafeMutableBufferPointer { yp in
       storage.withUnsafeBufferPointer { xp in

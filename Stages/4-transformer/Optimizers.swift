@@ -150,16 +150,18 @@ public final class Adam<Scalar: TensorScalar>: Optimizer {
         guard let grad = p.gradStorage else { continue }
         var m = takeBuffer("exp_avg", for: p)
         var v = takeBuffer("exp_avg_sq", for: p)
-        // One pass over raw buffers: no bounds checks and no copy-on-write checks inside the loop.
+        // One pass over raw buffers, split across the cores: no bounds checks and no copy-on-write checks inside
+        // the loop.
+        let constants = AdamConstants(
+          lr: lr, beta1: b1, beta2: b2, eps: e, correction1: correction1, correction2: correction2, shrink: shrink,
+          coupled: coupled)
         p.storage.withUnsafeMutableBufferPointer { w in
           m.withUnsafeMutableBufferPointer { m in
             v.withUnsafeMutableBufferPointer { v in
               grad.withUnsafeBufferPointer { grad in
-                for i in 0..<w.count {
-                  let g = grad[i] + coupled * w[i]
-                  m[i] = b1 * m[i] + (1 - b1) * g
-                  v[i] = b2 * v[i] + (1 - b2) * g * g
-                  w[i] = shrink * w[i] - lr * (m[i] / correction1) / (Scalar.sqrt(v[i] / correction2) + e)
+                let (w, m, v, grad) = (w.baseAddress!, m.baseAddress!, v.baseAddress!, grad.baseAddress!)
+                Parallel.forEach(p.count, grain: 4096) { range in
+                  adamUpdate(w, grad, m, v, constants, range)
                 }
               }
             }
@@ -169,6 +171,31 @@ public final class Adam<Scalar: TensorScalar>: Optimizer {
         state["exp_avg_sq", default: [:]][ObjectIdentifier(p)] = v
       }
     }
+  }
+}
+
+/// The numbers of one Adam step that are the same for every element.
+struct AdamConstants<Scalar: TensorScalar> {
+  var lr, beta1, beta2, eps, correction1, correction2: Scalar
+  /// 1 - lr * weightDecay with decoupled decay (AdamW), else 1.
+  var shrink: Scalar
+  /// The weight decay added to the gradient (Adam's L2), else 0.
+  var coupled: Scalar
+}
+
+/// Adam's update of elements `range`: g = grad + coupled * w; m and v move towards g and g^2;
+/// w = shrink * w - lr * m_hat / (sqrt(v_hat) + eps).
+@inline(never)
+func adamUpdate<Scalar: TensorScalar>(
+  _ w: UnsafeMutablePointer<Scalar>, _ grad: UnsafePointer<Scalar>, _ m: UnsafeMutablePointer<Scalar>,
+  _ v: UnsafeMutablePointer<Scalar>, _ k: AdamConstants<Scalar>, _ range: Range<Int>
+) {
+  for i in range {
+    let g = grad[i] + k.coupled * w[i]
+    m[i] = k.beta1 * m[i] + (1 - k.beta1) * g
+    v[i] = k.beta2 * v[i] + (1 - k.beta2) * g * g
+    // squareRoot() is the instruction; Scalar.sqrt (swift-numerics) goes through a libm call that blocks SIMD.
+    w[i] = k.shrink * w[i] - k.lr * (m[i] / k.correction1) / ((v[i] / k.correction2).squareRoot() + k.eps)
   }
 }
 

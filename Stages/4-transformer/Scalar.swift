@@ -3,18 +3,10 @@ import RealModule
 import Support
 import Synchronization
 
-/// Nanoseconds spent inside gemm since the program started: `stage3 bench` reads it to report the share of a
+/// Nanoseconds spent inside gemm since the program started: `stage4 bench` reads it to report the share of a
 /// training step that is matrix products. Two clock reads per call, a few tens of nanoseconds against
 /// microseconds of gemm.
 let gemmNanoseconds = Atomic<UInt64>(0)
-
-/// Runs a gemm call and adds its time to `gemmNanoseconds`.
-@inline(__always)
-func timedGemm(_ call: () -> Void) {
-  let start = Stopwatch.now()
-  call()
-  gemmNanoseconds.add(Stopwatch.now() &- start, ordering: .relaxed)
-}
 
 /// The element types a tensor can hold: Float, for training, and Double, for gradient checks.
 ///
@@ -114,6 +106,9 @@ func splitGemm<Scalar>(
   _ call: (Bool, Bool, Int, Int, UnsafePointer<Scalar>, UnsafePointer<Scalar>, UnsafeMutablePointer<Scalar>) -> Void
 ) {
   _ = singleThreadedBLAS
+  // Inside a parallel loop (attention's heads) each core runs its own products at the same time: a core's share
+  // of the wall-clock time is its time divided by the cores.
+  let cores: UInt64 = Parallel.isInsideRegion ? UInt64(Parallel.cores) : 1
   let start = Stopwatch.now()
   if m >= n {
     Parallel.forEach(m, grain: Swift.max(1, gemmGrain / Swift.max(1, n * k))) { rows in
@@ -124,5 +119,5 @@ func splitGemm<Scalar>(
       call(transposeA, transposeB, m, columns.count, a, b + columns.lowerBound * (transposeB ? ldb : 1), c + columns.lowerBound)
     }
   }
-  gemmNanoseconds.add(Stopwatch.now() &- start, ordering: .relaxed)
+  gemmNanoseconds.add((Stopwatch.now() &- start) / cores, ordering: .relaxed)
 }
