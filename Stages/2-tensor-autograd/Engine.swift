@@ -94,6 +94,21 @@ public final class Tensor<Scalar: TensorScalar> {
     gradStorage!.withUnsafeMutableBufferPointer { body($0) }
   }
 
+  /// Adds a whole gradient of this tensor's shape, if it requires grad. The first one is not added to zeros but
+  /// becomes the gradient itself, with no copy: the array is shared (a reshape or an addition passes its
+  /// gradient on for free), and copy on write copies it only if either side is written later.
+  func accumulateGrad(_ contribution: [Scalar]) {
+    guard requiresGrad else { return }
+    precondition(contribution.count == count, "accumulateGrad: \(contribution.count) values for shape \(shape)")
+    guard gradStorage != nil else {
+      gradStorage = contribution
+      return
+    }
+    gradStorage!.withUnsafeMutableBufferPointer { g in
+      contribution.withUnsafeBufferPointer { c in for i in 0..<g.count { g[i] += c[i] } }
+    }
+  }
+
   /// As in stage 1, freeing the output of a long chain must not recurse once per node: a node hands its parents
   /// to a work list (after dropping its closure, which holds them too) and frees the chain one node at a time.
   deinit {

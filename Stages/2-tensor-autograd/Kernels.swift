@@ -1,3 +1,5 @@
+import Support
+
 /// The hot loops, as plain functions over buffers with the shapes in a comment (llm.c's style). Ops.swift builds
 /// the differentiable operations out of them.
 
@@ -99,6 +101,14 @@ func expand<Scalar: TensorScalar>(_ x: [Scalar], _ shape: [Int], to target: [Int
 
 // MARK: - Elementwise
 
+/// An array of `count` elements whose memory is not cleared first: for a result that a kernel or a BLAS call
+/// with beta = 0 writes in full before anything reads it. Filling with zeros only to overwrite them is a pass
+/// over memory for nothing.
+@inline(__always)
+func uninitializedArray<Scalar: TensorScalar>(_ count: Int) -> [Scalar] {
+  [Scalar](unsafeUninitializedCapacity: count) { _, written in written = count }
+}
+
 /// y[i] = f(x[i]) into a fresh array, written once (no zero fill first). x, y: [n].
 @inline(__always)
 func mapKernel<Scalar>(_ x: [Scalar], _ f: (Scalar) -> Scalar) -> [Scalar] {
@@ -120,6 +130,87 @@ func zipKernel<Scalar>(_ a: [Scalar], _ b: [Scalar], _ f: (Scalar, Scalar) -> Sc
       }
     }
     written = a.count
+  }
+}
+
+// MARK: - GELU
+
+/// GELU's constants: u = sqrt(2/pi) (x + 0.044715 x^3).
+private let geluScale = 0.797_884_560_802_865_4  // sqrt(2/pi)
+private let geluCubic = 0.044_715
+
+/// tanh(u) = sign(u) (1 - e) / (1 + e) with e = e^(-2|u|) <= 1: one exp instead of libm's tanh (several times
+/// slower, and a call the compiler cannot vectorise), and no overflow for large |u|. The absolute error is a few
+/// ulps of 1, which is what GELU's 1 + tanh(u) can resolve anyway (the relative error near u = 0 is larger, so
+/// this is not a general-purpose tanh).
+@inline(__always)
+func fastTanh<Scalar: TensorScalar>(_ u: Scalar) -> Scalar {
+  let e = Scalar.kernelExp(-2 * abs(u))
+  let magnitude = (1 - e) / (1 + e)
+  return u < 0 ? -magnitude : magnitude
+}
+
+/// Elements per thread below which an elementwise loop stays on one core.
+let elementwiseGrain = 32_768
+
+/// GELU forward: y = 0.5 x (1 + t), t = tanh(u(x)), and t kept for backward. x, y, t: [n]. One pass with no call
+/// per element, so it runs in SIMD lanes, split across the cores.
+func geluKernel<Scalar: TensorScalar>(_ x: [Scalar]) -> (y: [Scalar], t: [Scalar]) {
+  var t: [Scalar] = uninitializedArray(x.count)
+  let y = [Scalar](unsafeUninitializedCapacity: x.count) { y, written in
+    t.withUnsafeMutableBufferPointer { t in
+      x.withUnsafeBufferPointer { x in
+        let (xp, tp, yp) = (x.baseAddress!, t.baseAddress!, y.baseAddress!)
+        Parallel.forEach(x.count, grain: elementwiseGrain) { range in geluPiece(xp, yp, tp, range) }
+      }
+    }
+    written = x.count
+  }
+  return (y, t)
+}
+
+/// The loop of `geluKernel` over one piece. It is a function of its own because inside the closure that
+/// `Parallel` runs, the compiler does not turn a loop into SIMD code (it cannot rule out that the stores change
+/// the captured pointers); with the pointers as plain arguments it does.
+@inline(never)
+func geluPiece<Scalar: TensorScalar>(
+  _ x: UnsafePointer<Scalar>, _ y: UnsafeMutablePointer<Scalar>, _ t: UnsafeMutablePointer<Scalar>, _ range: Range<Int>
+) {
+  let (a, c) = (Scalar(geluScale), Scalar(geluCubic))
+  for i in range {
+    let v = x[i]
+    let tanh = fastTanh(a * (v + c * v * v * v))
+    t[i] = tanh
+    y[i] = 0.5 * v * (1 + tanh)
+  }
+}
+
+/// GELU backward: dx = dy * (0.5 (1 + t) + 0.5 x (1 - t^2) du/dx), du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2).
+func geluBackwardKernel<Scalar: TensorScalar>(_ x: [Scalar], _ t: [Scalar], _ dy: [Scalar]) -> [Scalar] {
+  [Scalar](unsafeUninitializedCapacity: x.count) { dx, written in
+    x.withUnsafeBufferPointer { x in
+      t.withUnsafeBufferPointer { t in
+        dy.withUnsafeBufferPointer { dy in
+          let (xp, tp, dyp, dxp) = (x.baseAddress!, t.baseAddress!, dy.baseAddress!, dx.baseAddress!)
+          Parallel.forEach(x.count, grain: elementwiseGrain) { range in geluBackwardPiece(xp, tp, dyp, dxp, range) }
+        }
+      }
+    }
+    written = x.count
+  }
+}
+
+@inline(never)
+func geluBackwardPiece<Scalar: TensorScalar>(
+  _ x: UnsafePointer<Scalar>, _ t: UnsafePointer<Scalar>, _ dy: UnsafePointer<Scalar>,
+  _ dx: UnsafeMutablePointer<Scalar>, _ range: Range<Int>
+) {
+  let (a, c) = (Scalar(geluScale), Scalar(geluCubic))
+  for i in range {
+    let (v, tanh) = (x[i], t[i])
+    let du: Scalar = a * (1 + 3 * c * v * v)
+    let slope: Scalar = 0.5 * (1 + tanh) + 0.5 * v * (1 - tanh * tanh) * du
+    dx[i] = dy[i] * slope
   }
 }
 
@@ -187,11 +278,11 @@ func softmaxKernel<Scalar: TensorScalar>(_ x: [Scalar], _ shape: [Int], axis: In
           var top = -Scalar.infinity
           for k in 0..<n { top = max(top, xp[base + k * inner]) }
           var total: Scalar = 0
-          for k in 0..<n { total += Scalar.exp(xp[base + k * inner] - top) }
+          for k in 0..<n { total += Scalar.kernelExp(xp[base + k * inner] - top) }
           let logTotal = Scalar.log(total)
           for k in 0..<n {
             let shifted = xp[base + k * inner] - top
-            yp[base + k * inner] = log ? shifted - logTotal : Scalar.exp(shifted) / total
+            yp[base + k * inner] = log ? shifted - logTotal : Scalar.kernelExp(shifted) / total
           }
         }
       }

@@ -34,19 +34,17 @@ extension Tensor {
   public func sigmoid() -> Tensor { unary("sigmoid", logistic, derivative: { _, y in y * (1 - y) }) }
   public func relu() -> Tensor { unary("relu", { Swift.max($0, 0) }, derivative: { x, _ in x > 0 ? 1 : 0 }) }
 
-  /// GELU in GPT-2's tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+  /// GELU in GPT-2's tanh form: 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3). One op that computes tanh
+  /// once (see `geluKernel`) and keeps it for backward:
+  /// d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2).
   public func gelu() -> Tensor {
-    unary("gelu", { x in 0.5 * x * (1 + Scalar.tanh(geluInner(x))) }) { x, _ in
-      let t = Scalar.tanh(geluInner(x))
-      let innerSlope = Scalar.sqrt(2 / Scalar.pi) * (1 + 3 * 0.044715 * x * x)
-      return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * innerSlope
+    let x = storage
+    let (y, t) = geluKernel(x)
+    return Tensor(y, shape: shape, op: "gelu", parents: [self]) { out in
+      let dy = out.gradStorage!
+      self.accumulateGrad(geluBackwardKernel(x, t, dy))
     }
   }
-}
-
-@inline(__always)
-func geluInner<Scalar: TensorScalar>(_ x: Scalar) -> Scalar {
-  Scalar.sqrt(2 / Scalar.pi) * (x + 0.044715 * x * x * x)
 }
 
 /// x^p, through the integer power when p is a whole number (the real `pow` is NaN for x < 0).
@@ -90,29 +88,61 @@ extension Tensor {
     return (out, shape)
   }
 
-  /// y = f(a, b) elementwise over the broadcast shape, with partial derivatives da(a, b) and db(a, b).
+  /// A partial derivative of a two-input op: the constant 1 (the gradient passes through unchanged), or a
+  /// function of the two inputs.
+  enum Partial {
+    case one
+    case function((Scalar, Scalar) -> Scalar)
+  }
+
+  /// y = f(a, b) elementwise over the broadcast shape, with partial derivatives da and db.
   /// Backward adds dy * da into a's gradient at a's offset for every output element: a broadcast element
   /// collects the sum over all its copies, which is the reduce-to-shape of broadcasting's backward.
+  /// Without broadcasting it is one flat loop, or none at all: a partial of 1 hands dy on as it is (the residual
+  /// connections of a Transformer are such additions).
   @inline(__always)
   static func binary(
-    _ a: Tensor, _ b: Tensor, _ op: String, _ f: (Scalar, Scalar) -> Scalar,
-    da: @escaping (Scalar, Scalar) -> Scalar, db: @escaping (Scalar, Scalar) -> Scalar
-  ) -> Tensor {
+    _ a: Tensor, _ b: Tensor, _ op: String, _ f: (Scalar, Scalar) -> Scalar, da: Partial, db: Partial
+  )
+    -> Tensor
+  {
     let (y, shape) = broadcastMap(a, b, op, f)
     return Tensor(y, shape: shape, op: op, parents: [a, b]) { out in
       let dy = out.gradStorage!
-      let (sa, sb) = (broadcastStrides(a.shape, to: shape), broadcastStrides(b.shape, to: shape))
       let (av, bv) = (a.storage, b.storage)
-      a.addToGrad { g in forEachOffset(shape, sa, sb) { i, j, k in g[j] += dy[i] * da(av[j], bv[k]) } }
-      b.addToGrad { g in forEachOffset(shape, sa, sb) { i, j, k in g[k] += dy[i] * db(av[j], bv[k]) } }
+      if a.shape == b.shape {
+        for (x, partial) in [(a, da), (b, db)] where x.requiresGrad {
+          switch partial {
+          case .one: x.accumulateGrad(dy)
+          case .function(let d):
+            x.accumulateGrad(
+              [Scalar](unsafeUninitializedCapacity: dy.count) { g, written in
+                for i in 0..<dy.count { g[i] = dy[i] * d(av[i], bv[i]) }
+                written = dy.count
+              })
+          }
+        }
+        return
+      }
+      let (sa, sb) = (broadcastStrides(a.shape, to: shape), broadcastStrides(b.shape, to: shape))
+      for (x, partial, onA) in [(a, da, true), (b, db, false)] {
+        x.addToGrad { g in
+          switch partial {
+          case .one: forEachOffset(shape, sa, sb) { i, j, k in g[onA ? j : k] += dy[i] }
+          case .function(let d): forEachOffset(shape, sa, sb) { i, j, k in g[onA ? j : k] += dy[i] * d(av[j], bv[k]) }
+          }
+        }
+      }
     }
   }
 
-  public static func + (a: Tensor, b: Tensor) -> Tensor { binary(a, b, "+", +, da: { _, _ in 1 }, db: { _, _ in 1 }) }
-  public static func - (a: Tensor, b: Tensor) -> Tensor { binary(a, b, "-", -, da: { _, _ in 1 }, db: { _, _ in -1 }) }
-  public static func * (a: Tensor, b: Tensor) -> Tensor { binary(a, b, "*", *, da: { _, b in b }, db: { a, _ in a }) }
+  public static func + (a: Tensor, b: Tensor) -> Tensor { binary(a, b, "+", +, da: .one, db: .one) }
+  public static func - (a: Tensor, b: Tensor) -> Tensor { binary(a, b, "-", -, da: .one, db: .function { _, _ in -1 }) }
+  public static func * (a: Tensor, b: Tensor) -> Tensor {
+    binary(a, b, "*", *, da: .function { _, b in b }, db: .function { a, _ in a })
+  }
   public static func / (a: Tensor, b: Tensor) -> Tensor {
-    binary(a, b, "/", /, da: { _, b in 1 / b }, db: { a, b in -a / (b * b) })
+    binary(a, b, "/", /, da: .function { _, b in 1 / b }, db: .function { a, b in -a / (b * b) })
   }
 
   // A plain number on either side is a constant tensor of shape [], broadcast to the other's shape.

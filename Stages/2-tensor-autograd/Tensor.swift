@@ -85,8 +85,7 @@ extension Tensor {
     precondition(
       target.allSatisfy { $0 >= 0 } && target.reduce(1, *) == count, "reshape: \(shape) cannot become \(newShape)")
     return Tensor(storage, shape: target, op: "reshape", parents: [self]) { out in
-      let dy = out.gradStorage!
-      self.addToGrad { g in for i in g.indices { g[i] += dy[i] } }
+      self.accumulateGrad(out.gradStorage!)
     }
   }
 

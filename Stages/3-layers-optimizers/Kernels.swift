@@ -1,3 +1,5 @@
+import Support
+
 /// The hot loops, as plain functions over buffers with the shapes in a comment (llm.c's style). Ops.swift builds
 /// the differentiable operations out of them.
 
@@ -99,6 +101,14 @@ func expand<Scalar: TensorScalar>(_ x: [Scalar], _ shape: [Int], to target: [Int
 
 // MARK: - Elementwise
 
+/// An array of `count` elements whose memory is not cleared first: for a result that a kernel or a BLAS call
+/// with beta = 0 writes in full before anything reads it. Filling with zeros only to overwrite them is a pass
+/// over memory for nothing.
+@inline(__always)
+func uninitializedArray<Scalar: TensorScalar>(_ count: Int) -> [Scalar] {
+  [Scalar](unsafeUninitializedCapacity: count) { _, written in written = count }
+}
+
 /// y[i] = f(x[i]) into a fresh array, written once (no zero fill first). x, y: [n].
 @inline(__always)
 func mapKernel<Scalar>(_ x: [Scalar], _ f: (Scalar) -> Scalar) -> [Scalar] {
@@ -123,7 +133,140 @@ func zipKernel<Scalar>(_ a: [Scalar], _ b: [Scalar], _ f: (Scalar, Scalar) -> Sc
   }
 }
 
+// MARK: - GELU
+
+/// GELU's constants: u = sqrt(2/pi) (x + 0.044715 x^3).
+private let geluScale = 0.797_884_560_802_865_4  // sqrt(2/pi)
+private let geluCubic = 0.044_715
+
+/// tanh(u) = sign(u) (1 - e) / (1 + e) with e = e^(-2|u|) <= 1: one exp instead of libm's tanh (several times
+/// slower, and a call the compiler cannot vectorise), and no overflow for large |u|. The absolute error is a few
+/// ulps of 1, which is what GELU's 1 + tanh(u) can resolve anyway (the relative error near u = 0 is larger, so
+/// this is not a general-purpose tanh).
+@inline(__always)
+func fastTanh<Scalar: TensorScalar>(_ u: Scalar) -> Scalar {
+  let e = Scalar.kernelExp(-2 * abs(u))
+  let magnitude = (1 - e) / (1 + e)
+  return u < 0 ? -magnitude : magnitude
+}
+
+/// Elements per thread below which an elementwise loop stays on one core.
+let elementwiseGrain = 32_768
+
+/// GELU forward: y = 0.5 x (1 + t), t = tanh(u(x)), and t kept for backward. x, y, t: [n]. One pass with no call
+/// per element, so it runs in SIMD lanes, split across the cores.
+func geluKernel<Scalar: TensorScalar>(_ x: [Scalar]) -> (y: [Scalar], t: [Scalar]) {
+  var t: [Scalar] = uninitializedArray(x.count)
+  let y = [Scalar](unsafeUninitializedCapacity: x.count) { y, written in
+    t.withUnsafeMutableBufferPointer { t in
+      x.withUnsafeBufferPointer { x in
+        let (xp, tp, yp) = (x.baseAddress!, t.baseAddress!, y.baseAddress!)
+        Parallel.forEach(x.count, grain: elementwiseGrain) { range in geluPiece(xp, yp, tp, range) }
+      }
+    }
+    written = x.count
+  }
+  return (y, t)
+}
+
+/// The loop of `geluKernel` over one piece. It is a function of its own because inside the closure that
+/// `Parallel` runs, the compiler does not turn a loop into SIMD code (it cannot rule out that the stores change
+/// the captured pointers); with the pointers as plain arguments it does.
+@inline(never)
+func geluPiece<Scalar: TensorScalar>(
+  _ x: UnsafePointer<Scalar>, _ y: UnsafeMutablePointer<Scalar>, _ t: UnsafeMutablePointer<Scalar>, _ range: Range<Int>
+) {
+  let (a, c) = (Scalar(geluScale), Scalar(geluCubic))
+  for i in range {
+    let v = x[i]
+    let tanh = fastTanh(a * (v + c * v * v * v))
+    t[i] = tanh
+    y[i] = 0.5 * v * (1 + tanh)
+  }
+}
+
+/// GELU backward: dx = dy * (0.5 (1 + t) + 0.5 x (1 - t^2) du/dx), du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2).
+func geluBackwardKernel<Scalar: TensorScalar>(_ x: [Scalar], _ t: [Scalar], _ dy: [Scalar]) -> [Scalar] {
+  [Scalar](unsafeUninitializedCapacity: x.count) { dx, written in
+    x.withUnsafeBufferPointer { x in
+      t.withUnsafeBufferPointer { t in
+        dy.withUnsafeBufferPointer { dy in
+          let (xp, tp, dyp, dxp) = (x.baseAddress!, t.baseAddress!, dy.baseAddress!, dx.baseAddress!)
+          Parallel.forEach(x.count, grain: elementwiseGrain) { range in geluBackwardPiece(xp, tp, dyp, dxp, range) }
+        }
+      }
+    }
+    written = x.count
+  }
+}
+
+@inline(never)
+func geluBackwardPiece<Scalar: TensorScalar>(
+  _ x: UnsafePointer<Scalar>, _ t: UnsafePointer<Scalar>, _ dy: UnsafePointer<Scalar>,
+  _ dx: UnsafeMutablePointer<Scalar>, _ range: Range<Int>
+) {
+  let (a, c) = (Scalar(geluScale), Scalar(geluCubic))
+  for i in range {
+    let (v, tanh) = (x[i], t[i])
+    let du: Scalar = a * (1 + 3 * c * v * v)
+    let slope: Scalar = 0.5 * (1 + tanh) + 0.5 * v * (1 - tanh * tanh) * du
+    dx[i] = dy[i] * slope
+  }
+}
+
 // MARK: - Reductions
+
+/// term(0) + term(1) + ... + term(n - 1) in eight running sums, added together at the end. One running sum is a
+/// chain of additions that each wait for the one before (floating-point addition is not reassociated by the
+/// compiler, since that changes the rounding); eight independent ones run side by side in one SIMD register.
+/// The rounding differs from a left-to-right sum, and is the same on every run.
+@inline(__always)
+func sum8<Scalar: TensorScalar>(_ n: Int, _ term: (Int) -> Scalar) -> Scalar {
+  var s: (Scalar, Scalar, Scalar, Scalar, Scalar, Scalar, Scalar, Scalar) = (0, 0, 0, 0, 0, 0, 0, 0)
+  var i = 0
+  while i + 8 <= n {
+    s.0 += term(i)
+    s.1 += term(i + 1)
+    s.2 += term(i + 2)
+    s.3 += term(i + 3)
+    s.4 += term(i + 4)
+    s.5 += term(i + 5)
+    s.6 += term(i + 6)
+    s.7 += term(i + 7)
+    i += 8
+  }
+  var total = ((s.0 + s.1) + (s.2 + s.3)) + ((s.4 + s.5) + (s.6 + s.7))
+  while i < n {
+    total += term(i)
+    i += 1
+  }
+  return total
+}
+
+/// The largest of x[0..<n] (n >= 1), in eight running maxima like `sum8`.
+@inline(__always)
+func max8<Scalar: TensorScalar>(_ x: UnsafePointer<Scalar>, _ n: Int) -> Scalar {
+  var m = (x[0], x[0], x[0], x[0], x[0], x[0], x[0], x[0])
+  var i = 0
+  while i + 8 <= n {
+    m.0 = Swift.max(m.0, x[i])
+    m.1 = Swift.max(m.1, x[i + 1])
+    m.2 = Swift.max(m.2, x[i + 2])
+    m.3 = Swift.max(m.3, x[i + 3])
+    m.4 = Swift.max(m.4, x[i + 4])
+    m.5 = Swift.max(m.5, x[i + 5])
+    m.6 = Swift.max(m.6, x[i + 6])
+    m.7 = Swift.max(m.7, x[i + 7])
+    i += 8
+  }
+  var top = Swift.max(
+    Swift.max(Swift.max(m.0, m.1), Swift.max(m.2, m.3)), Swift.max(Swift.max(m.4, m.5), Swift.max(m.6, m.7)))
+  while i < n {
+    top = Swift.max(top, x[i])
+    i += 1
+  }
+  return top
+}
 
 /// The shape of a reduction over `axes` of `shape`: those axes become 1 (keepDims) or disappear.
 func reducedShape(_ shape: [Int], axes: [Int], keepDims: Bool) -> [Int] {
@@ -187,11 +330,11 @@ func softmaxKernel<Scalar: TensorScalar>(_ x: [Scalar], _ shape: [Int], axis: In
           var top = -Scalar.infinity
           for k in 0..<n { top = max(top, xp[base + k * inner]) }
           var total: Scalar = 0
-          for k in 0..<n { total += Scalar.exp(xp[base + k * inner] - top) }
+          for k in 0..<n { total += Scalar.kernelExp(xp[base + k * inner] - top) }
           let logTotal = Scalar.log(total)
           for k in 0..<n {
             let shifted = xp[base + k * inner] - top
-            yp[base + k * inner] = log ? shifted - logTotal : Scalar.exp(shifted) / total
+            yp[base + k * inner] = log ? shifted - logTotal : Scalar.kernelExp(shifted) / total
           }
         }
       }
@@ -239,31 +382,56 @@ func naiveMatmul<Scalar: TensorScalar>(_ a: [Scalar], _ b: [Scalar], m: Int, k: 
 // MARK: - Layer norm
 
 /// Forward of layer norm over rows of n: x [rows, n] -> y [rows, n], with each row's mean and
-/// rstd = 1 / sqrt(var + eps) kept for backward.
+/// rstd = 1 / sqrt(var + eps) kept for backward. No gamma means 1, no beta 0. Rows are independent, so they are
+/// split across the cores.
 func layerNormKernel<Scalar: TensorScalar>(
   _ x: [Scalar], n: Int, gamma: [Scalar]?, beta: [Scalar]?, eps: Scalar
 ) -> (y: [Scalar], mean: [Scalar], rstd: [Scalar]) {
   let rows = x.count / n
-  var y = [Scalar](repeating: 0, count: x.count)
-  var mean = [Scalar](repeating: 0, count: rows)
-  var rstd = [Scalar](repeating: 0, count: rows)
-  for r in 0..<rows {
-    let base = r * n
-    var total: Scalar = 0
-    for j in 0..<n { total += x[base + j] }
-    let m = total / Scalar(n)
-    var squares: Scalar = 0
-    for j in 0..<n { squares += (x[base + j] - m) * (x[base + j] - m) }
-    let s = 1 / Scalar.sqrt(squares / Scalar(n) + eps)
-    for j in 0..<n {
-      let normalized = (x[base + j] - m) * s
-      y[base + j] = normalized * (gamma?[j] ?? 1) + (beta?[j] ?? 0)
+  let (gamma, beta) = (gamma ?? [Scalar](repeating: 1, count: n), beta ?? [Scalar](repeating: 0, count: n))
+  var y: [Scalar] = uninitializedArray(x.count)
+  var mean: [Scalar] = uninitializedArray(rows)
+  var rstd: [Scalar] = uninitializedArray(rows)
+  x.withUnsafeBufferPointer { x in
+    gamma.withUnsafeBufferPointer { gamma in
+      beta.withUnsafeBufferPointer { beta in
+        y.withUnsafeMutableBufferPointer { y in
+          mean.withUnsafeMutableBufferPointer { mean in
+            rstd.withUnsafeMutableBufferPointer { rstd in
+              let (x, gamma, beta) = (x.baseAddress!, gamma.baseAddress!, beta.baseAddress!)
+              let (y, mean, rstd) = (y.baseAddress!, mean.baseAddress!, rstd.baseAddress!)
+              Parallel.forEach(rows, grain: Swift.max(1, elementwiseGrain / n)) { range in
+                layerNormRows(x, gamma, beta, y, mean, rstd, n: n, eps: eps, rows: range)
+              }
+            }
+          }
+        }
+      }
     }
-    mean[r] = m
-    rstd[r] = s
   }
   return (y, mean, rstd)
 }
+
+@inline(never)
+func layerNormRows<Scalar: TensorScalar>(
+  _ x: UnsafePointer<Scalar>, _ gamma: UnsafePointer<Scalar>, _ beta: UnsafePointer<Scalar>,
+  _ y: UnsafeMutablePointer<Scalar>, _ mean: UnsafeMutablePointer<Scalar>, _ rstd: UnsafeMutablePointer<Scalar>,
+  n: Int, eps: Scalar, rows: Range<Int>
+) {
+  for r in rows {
+    let (row, out) = (x + r * n, y + r * n)
+    let m = sum8(n) { row[$0] } / Scalar(n)
+    let squares = sum8(n) { (row[$0] - m) * (row[$0] - m) }
+    let s = 1 / (squares / Scalar(n) + eps).squareRoot()
+    for j in 0..<n { out[j] = (row[j] - m) * s * gamma[j] + beta[j] }
+    mean[r] = m
+    rstd[r] = s
+  }
+}
+
+/// Rows per block of layer norm's backward: each block sums its own dgamma and dbeta, and the blocks' sums are
+/// added in block order, so the result does not depend on how many cores took part.
+let layerNormBlock = 32
 
 /// Backward of layer norm. With xhat = (x - mean) * rstd and g = dy * gamma (the gradient reaching xhat):
 ///   dx = rstd * (g - mean(g) - xhat * mean(g * xhat))     per row,
@@ -273,29 +441,61 @@ func layerNormBackwardKernel<Scalar: TensorScalar>(
   _ x: [Scalar], _ dy: [Scalar], n: Int, gamma: [Scalar]?, mean: [Scalar], rstd: [Scalar]
 ) -> (dx: [Scalar], dgamma: [Scalar], dbeta: [Scalar]) {
   let rows = x.count / n
-  var dx = [Scalar](repeating: 0, count: x.count)
+  let blocks = (rows + layerNormBlock - 1) / layerNormBlock
+  let gamma = gamma ?? [Scalar](repeating: 1, count: n)
+  var dx: [Scalar] = uninitializedArray(x.count)
+  var partial = [Scalar](repeating: 0, count: blocks * 2 * n)  // per block: dgamma, then dbeta
+  x.withUnsafeBufferPointer { x in
+    dy.withUnsafeBufferPointer { dy in
+      gamma.withUnsafeBufferPointer { gamma in
+        dx.withUnsafeMutableBufferPointer { dx in
+          partial.withUnsafeMutableBufferPointer { partial in
+            let (x, dy, gamma, dx, partial) = (
+              x.baseAddress!, dy.baseAddress!, gamma.baseAddress!, dx.baseAddress!, partial.baseAddress!
+            )
+            Parallel.forEach(blocks, grain: Swift.max(1, elementwiseGrain / (n * layerNormBlock))) { range in
+              for block in range {
+                let rowRange = (block * layerNormBlock)..<Swift.min(rows, (block + 1) * layerNormBlock)
+                let sums = partial + block * 2 * n
+                layerNormBackwardRows(x, dy, gamma, mean, rstd, dx, sums, sums + n, n: n, rows: rowRange)
+              }
+            }
+          }
+        }
+      }
+    }
+  }
   var dgamma = [Scalar](repeating: 0, count: n)
   var dbeta = [Scalar](repeating: 0, count: n)
-  for r in 0..<rows {
-    let base = r * n
-    var meanG: Scalar = 0
-    var meanGX: Scalar = 0
+  for block in 0..<blocks {
     for j in 0..<n {
-      let xhat = (x[base + j] - mean[r]) * rstd[r]
-      let g = dy[base + j] * (gamma?[j] ?? 1)
-      meanG += g
-      meanGX += g * xhat
-      dgamma[j] += dy[base + j] * xhat
-      dbeta[j] += dy[base + j]
-    }
-    meanG /= Scalar(n)
-    meanGX /= Scalar(n)
-    for j in 0..<n {
-      let xhat = (x[base + j] - mean[r]) * rstd[r]
-      dx[base + j] = rstd[r] * (dy[base + j] * (gamma?[j] ?? 1) - meanG - xhat * meanGX)
+      dgamma[j] += partial[block * 2 * n + j]
+      dbeta[j] += partial[block * 2 * n + n + j]
     }
   }
   return (dx, dgamma, dbeta)
+}
+
+@inline(never)
+func layerNormBackwardRows<Scalar: TensorScalar>(
+  _ x: UnsafePointer<Scalar>, _ dy: UnsafePointer<Scalar>, _ gamma: UnsafePointer<Scalar>, _ mean: [Scalar],
+  _ rstd: [Scalar], _ dx: UnsafeMutablePointer<Scalar>, _ dgamma: UnsafeMutablePointer<Scalar>,
+  _ dbeta: UnsafeMutablePointer<Scalar>, n: Int, rows: Range<Int>
+) {
+  for r in rows {
+    let (row, dyRow, dxRow) = (x + r * n, dy + r * n, dx + r * n)
+    let (m, s) = (mean[r], rstd[r])
+    let meanG = sum8(n) { dyRow[$0] * gamma[$0] } / Scalar(n)
+    let meanGX = sum8(n) { dyRow[$0] * gamma[$0] * (row[$0] - m) * s } / Scalar(n)
+    for j in 0..<n {
+      dgamma[j] += dyRow[j] * (row[j] - m) * s
+      dbeta[j] += dyRow[j]
+    }
+    for j in 0..<n {
+      let xhat = (row[j] - m) * s
+      dxRow[j] = s * (dyRow[j] * gamma[j] - meanG - xhat * meanGX)
+    }
+  }
 }
 
 // MARK: - Cross-entropy
@@ -307,23 +507,36 @@ func layerNormBackwardKernel<Scalar: TensorScalar>(
 func crossEntropyKernel<Scalar: TensorScalar>(
   _ logits: [Scalar], classes: Int, targets: [Int], ignoreIndex: Int, smoothing: Scalar
 ) -> (loss: Scalar, counted: Int, dlogits: [Scalar]) {
-  var loss: Scalar = 0
-  var counted = 0
   var dlogits = [Scalar](repeating: 0, count: logits.count)
-  let offTarget = smoothing / Scalar(classes)
-  for (r, target) in targets.enumerated() where target != ignoreIndex {
-    let base = r * classes
-    var top = -Scalar.infinity
-    for c in 0..<classes { top = max(top, logits[base + c]) }
-    var total: Scalar = 0
-    for c in 0..<classes { total += Scalar.exp(logits[base + c] - top) }
-    let logTotal = Scalar.log(total) + top  // log sum_c e^(logit_c)
-    for c in 0..<classes {
-      let q = (c == target ? 1 - smoothing : 0) + offTarget
-      loss -= q * (logits[base + c] - logTotal)  // -q_c log p_c
-      dlogits[base + c] = Scalar.exp(logits[base + c] - logTotal) - q
+  var rowLoss = [Scalar](repeating: 0, count: targets.count)
+  logits.withUnsafeBufferPointer { logits in
+    dlogits.withUnsafeMutableBufferPointer { dlogits in
+      rowLoss.withUnsafeMutableBufferPointer { rowLoss in
+        let (x, dx, loss) = (logits.baseAddress!, dlogits.baseAddress!, rowLoss.baseAddress!)
+        Parallel.forEach(targets.count, grain: Swift.max(1, elementwiseGrain / classes)) { rows in
+          for r in rows where targets[r] != ignoreIndex {
+            loss[r] = crossEntropyRow(
+              x + r * classes, dx + r * classes, classes: classes, target: targets[r], smoothing: smoothing)
+          }
+        }
+      }
     }
-    counted += 1
   }
-  return (loss, counted, dlogits)
+  // The rows' losses added in row order, however the rows were shared out.
+  return (rowLoss.reduce(0, +), targets.count { $0 != ignoreIndex }, dlogits)
+}
+
+/// One row of `crossEntropyKernel`: returns -sum_c q_c log p_c and writes p - q into d.
+@inline(__always)
+func crossEntropyRow<Scalar: TensorScalar>(
+  _ logits: UnsafePointer<Scalar>, _ d: UnsafeMutablePointer<Scalar>, classes: Int, target: Int, smoothing: Scalar
+) -> Scalar {
+  let offTarget = smoothing / Scalar(classes)
+  let top = max8(logits, classes)
+  let logTotal = Scalar.log(sum8(classes) { Scalar.kernelExp(logits[$0] - top) }) + top  // log sum_c e^(logit_c)
+  // With q = off-target everywhere plus (1 - s) on the target: -sum q_c (logit_c - logTotal).
+  let loss = -(offTarget * sum8(classes) { logits[$0] - logTotal } + (1 - smoothing) * (logits[target] - logTotal))
+  for c in 0..<classes { d[c] = Scalar.kernelExp(logits[c] - logTotal) - offTarget }
+  d[target] -= 1 - smoothing
+  return loss
 }

@@ -83,7 +83,8 @@ extension Tensor {
     let shape = AttentionShape(
       b: b, h: heads, tq: t, tk: t, d: d, q: part(0), k: part(1), v: part(2),
       out: HeadLayout(positions: t, width: d, rowWidth: c, offset: 0))
-    return attentionOp(qkv, qkv, qkv, shape, outputShape: [b, t, c], causal: causal, keyPadding: keyPadding, dropout: dropout)
+    return attentionOp(
+      qkv, qkv, qkv, shape, outputShape: [b, t, c], causal: causal, keyPadding: keyPadding, dropout: dropout)
   }
 
   /// The op behind both forms: q, k and v are read through the layouts of `shape` (they may be one tensor).
@@ -108,7 +109,9 @@ extension Tensor {
         q.storage.withUnsafeBufferPointer { qp in
           k.storage.withUnsafeBufferPointer { kp in
             v.storage.withUnsafeBufferPointer { vp in
-              let (pp, op, qp, kp, vp) = (pp.baseAddress!, op.baseAddress!, qp.baseAddress!, kp.baseAddress!, vp.baseAddress!)
+              let (pp, op, qp, kp, vp) = (
+                pp.baseAddress!, op.baseAddress!, qp.baseAddress!, kp.baseAddress!, vp.baseAddress!
+              )
               Parallel.forEach(b * h, grain: 1) { pairs in
                 for bh in pairs {
                   let (bi, hi) = bh.quotientAndRemainder(dividingBy: h)

@@ -106,15 +106,14 @@ struct BenchCommand: ParsableCommand {
     let a = (0..<(n * n)).map { _ in Float(rng.uniform(-1, 1)) }
     let b = (0..<(n * n)).map { _ in Float(rng.uniform(-1, 1)) }
     var c = [Float](repeating: 0, count: n * n)
-    _ = singleThreadedBLAS  // its one-time setting happens now, not in the middle of the steps
-    openblas_set_num_threads(Int32(Parallel.cores))
-    let gemm = timed {
-      cblas_sgemm(
-        CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, a, Int32(n), b, Int32(n), 0, &c,
-        Int32(n))
+    let (gemm, threads) = withBLASThreads {
+      let time = timed {
+        cblas_sgemm(
+          CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, a, Int32(n), b, Int32(n), 0, &c,
+          Int32(n))
+      }
+      return (time, openblas_get_num_threads())
     }
-    let threads = openblas_get_num_threads()
-    openblas_set_num_threads(1)
     let peak = 2 * Double(n * n * n) / gemm.median / 1e9
     print(String(format: "sgemm peak (1024 x 1024, %d OpenBLAS threads): %.1f GFLOP/s", threads, peak))
     return peak

@@ -98,7 +98,7 @@ public final class Tensor<Scalar: TensorScalar> {
   }
 
   /// Adds a whole gradient of this tensor's shape, if it requires grad. The first one is not added to zeros but
-  /// becomes the gradient itself, with no copy: the array is shared (a reshape or a residual `+` passes its
+  /// becomes the gradient itself, with no copy: the array is shared (a reshape or an addition passes its
   /// gradient on for free), and copy on write copies it only if either side is written later.
   func accumulateGrad(_ contribution: [Scalar]) {
     guard requiresGrad else { return }

@@ -259,7 +259,8 @@ func max8<Scalar: TensorScalar>(_ x: UnsafePointer<Scalar>, _ n: Int) -> Scalar 
     m.7 = Swift.max(m.7, x[i + 7])
     i += 8
   }
-  var top = Swift.max(Swift.max(Swift.max(m.0, m.1), Swift.max(m.2, m.3)), Swift.max(Swift.max(m.4, m.5), Swift.max(m.6, m.7)))
+  var top = Swift.max(
+    Swift.max(Swift.max(m.0, m.1), Swift.max(m.2, m.3)), Swift.max(Swift.max(m.4, m.5), Swift.max(m.6, m.7)))
   while i < n {
     top = Swift.max(top, x[i])
     i += 1

@@ -101,7 +101,9 @@ extension Tensor {
   /// Without broadcasting it is one flat loop, or none at all: a partial of 1 hands dy on as it is (the residual
   /// connections of a Transformer are such additions).
   @inline(__always)
-  static func binary(_ a: Tensor, _ b: Tensor, _ op: String, _ f: (Scalar, Scalar) -> Scalar, da: Partial, db: Partial)
+  static func binary(
+    _ a: Tensor, _ b: Tensor, _ op: String, _ f: (Scalar, Scalar) -> Scalar, da: Partial, db: Partial
+  )
     -> Tensor
   {
     let (y, shape) = broadcastMap(a, b, op, f)

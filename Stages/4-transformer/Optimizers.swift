@@ -159,8 +159,9 @@ public final class Adam<Scalar: TensorScalar>: Optimizer {
           m.withUnsafeMutableBufferPointer { m in
             v.withUnsafeMutableBufferPointer { v in
               grad.withUnsafeBufferPointer { grad in
+                let count = w.count  // not p.count: p.storage is being written here
                 let (w, m, v, grad) = (w.baseAddress!, m.baseAddress!, v.baseAddress!, grad.baseAddress!)
-                Parallel.forEach(p.count, grain: 4096) { range in
+                Parallel.forEach(count, grain: 4096) { range in
                   adamUpdate(w, grad, m, v, constants, range)
                 }
               }

@@ -3,7 +3,7 @@ import RealModule
 import Support
 import Synchronization
 
-/// Nanoseconds spent inside gemm since the program started: `stage4 bench` reads it to report the share of a
+/// Nanoseconds spent inside gemm since the program started: `bench` reads it to report the share of a
 /// training step that is matrix products. Two clock reads per call, a few tens of nanoseconds against
 /// microseconds of gemm.
 let gemmNanoseconds = Atomic<UInt64>(0)
@@ -29,7 +29,9 @@ extension Float: TensorScalar {
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
     b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
   ) {
-    splitGemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc) {
+    splitGemm(
+      transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc
+    ) {
       tA, tB, m, n, a, b, c in
       cblas_sgemm(
         CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, Int32(m),
@@ -80,7 +82,9 @@ extension Double: TensorScalar {
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
     b: UnsafePointer<Double>, ldb: Int, beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int
   ) {
-    splitGemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc) {
+    splitGemm(
+      transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc
+    ) {
       tA, tB, m, n, a, b, c in
       cblas_dgemm(
         CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, Int32(m),
@@ -93,6 +97,15 @@ extension Double: TensorScalar {
 /// core, so BLAS's own threads would only compete with it. Set once, before the first product, for the whole
 /// process: the thread count changes how BLAS blocks a product, and so the rounding of its sums.
 let singleThreadedBLAS: Void = openblas_set_num_threads(1)
+
+/// Runs `body` with BLAS's own threads, one per core, then single-threaded again: for a bench's reference figure
+/// (sgemm as BLAS runs it by itself), never for the framework's products.
+func withBLASThreads<R>(_ body: () -> R) -> R {
+  _ = singleThreadedBLAS  // its one-time setting happens now, not later in the middle of a measurement
+  openblas_set_num_threads(Int32(Parallel.cores))
+  defer { openblas_set_num_threads(1) }
+  return body()
+}
 
 /// Multiply-adds in a product below which it runs on one core (BLAS's own threshold is about 2^18).
 let gemmGrain = 1 << 18
@@ -112,11 +125,15 @@ func splitGemm<Scalar>(
   let start = Stopwatch.now()
   if m >= n {
     Parallel.forEach(m, grain: Swift.max(1, gemmGrain / Swift.max(1, n * k))) { rows in
-      call(transposeA, transposeB, rows.count, n, a + rows.lowerBound * (transposeA ? 1 : lda), b, c + rows.lowerBound * ldc)
+      call(
+        transposeA, transposeB, rows.count, n, a + rows.lowerBound * (transposeA ? 1 : lda), b,
+        c + rows.lowerBound * ldc)
     }
   } else {
     Parallel.forEach(n, grain: Swift.max(1, gemmGrain / Swift.max(1, m * k))) { columns in
-      call(transposeA, transposeB, m, columns.count, a, b + columns.lowerBound * (transposeB ? ldb : 1), c + columns.lowerBound)
+      call(
+        transposeA, transposeB, m, columns.count, a, b + columns.lowerBound * (transposeB ? ldb : 1),
+        c + columns.lowerBound)
     }
   }
   gemmNanoseconds.add((Stopwatch.now() &- start) / cores, ordering: .relaxed)
