@@ -13,7 +13,7 @@ public protocol TensorScalar: Real, BinaryFloatingPoint, Sendable, CustomStringC
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
     b: UnsafePointer<Self>, ldb: Int, beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
 
-  /// e^x inside the hot loops (softmax, attention, GELU). Double: libm's exp, exact to the last bit, which the
+  /// e^x inside the hot loops (softmax, GELU). Double: libm's exp, exact to the last bit, which the
   /// gradient checks need. Float: `vectorExp`, which the compiler can run 8 lanes at a time.
   static func kernelExp(_ x: Self) -> Self
 }
