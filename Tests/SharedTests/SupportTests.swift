@@ -106,3 +106,23 @@ import Testing
     #expect(findExecutable("no-such-tool-here") == nil)
   }
 }
+
+@Suite struct ParallelTests {
+  @Test func everyIndexIsVisitedOnceInOrderedPieces() {
+    for (count, grain) in [(0, 1), (1, 1), (7, 1), (1000, 10), (1000, 600), (100_003, 4096)] {
+      let seen = UnsafeMutableBufferPointer<Int>.allocate(capacity: max(count, 1))
+      seen.initialize(repeating: 0)
+      defer { seen.deallocate() }
+      Parallel.forEach(count, grain: grain) { range in
+        for i in range { seen[i] += 1 }
+      }
+      #expect(seen.prefix(count).allSatisfy { $0 == 1 }, "count \(count), grain \(grain)")
+    }
+  }
+
+  @Test func aLoopBelowTheGrainRunsAsOnePiece() {
+    var pieces: [Range<Int>] = []
+    Parallel.forEach(100, grain: 1000) { pieces.append($0) }
+    #expect(pieces == [0..<100])
+  }
+}

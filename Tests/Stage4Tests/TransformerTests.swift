@@ -141,6 +141,28 @@ import Testing
     for (a, b) in zip(fusedPadded.grads, composedPadded.grads) { expectClose(a, b) }
   }
 
+  @Test func packedAttentionEqualsAttentionOnSplitHeads() {
+    var rng = SeededRNG(seed: 5)
+    let (b, t, h, d) = (2, 4, 2, 3)
+    let qkv = T.normal([b, t, 3 * h * d], rng: &rng)
+    let padding = T([0, 0, 0, 1, 0, 1, 0, 0], shape: [b, t])
+    for keyPadding in [nil, padding] {
+      for causal in [true, false] {
+        let packed = evaluate([qkv]) {
+          Tensor.attention(packed: $0[0], heads: h, causal: causal, keyPadding: keyPadding)
+        }
+        let split = evaluate([qkv]) { x in  // the heads split out and merged back with copies, as GPT-2 does
+          let parts = x[0].reshape([b, t, 3, h, d]).permute([2, 0, 3, 1, 4]).split([1, 1, 1], axis: 0)
+            .map { $0.reshape([b, h, t, d]) }
+          return Tensor.attention(parts[0], parts[1], parts[2], causal: causal, keyPadding: keyPadding)
+            .permute([0, 2, 1, 3]).reshape([b, t, h * d])
+        }
+        expectClose(packed.output, split.output)
+        expectClose(packed.grads[0], split.grads[0])
+      }
+    }
+  }
+
   @Test func geluEqualsItsComposedForm() {
     let x = T((0..<41).map { Double($0) / 5 - 4 }, shape: [41])
     let fused = evaluate([x]) { $0[0].gelu() }
