@@ -161,7 +161,7 @@ public final class Adam<Scalar: TensorScalar>: Optimizer {
               grad.withUnsafeBufferPointer { grad in
                 let count = w.count  // not p.count: p.storage is being written here
                 let (w, m, v, grad) = (w.baseAddress!, m.baseAddress!, v.baseAddress!, grad.baseAddress!)
-                Parallel.forEach(count, grain: 4096) { range in
+                Parallel.forEach(count, grain: 4096) { range in  // most parameters are under 32k elements
                   adamUpdate(w, grad, m, v, constants, range)
                 }
               }
