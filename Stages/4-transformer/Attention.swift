@@ -130,26 +130,23 @@ extension Tensor {
     let parents = q === k && k === v ? [q] : [q, k, v]
     return Tensor(out, shape: outputShape, op: "attention", parents: parents) { result in
       let dO = result.gradStorage!
-      var scratch: [Scalar] = uninitializedArray(weights.count)  // dP, then dS, per head
       withGradients([q, k, v]) { grads in
-        scratch.withUnsafeMutableBufferPointer { sp in
-          weights.withUnsafeBufferPointer { pp in
-            dO.withUnsafeBufferPointer { dop in
-              q.storage.withUnsafeBufferPointer { qp in
-                k.storage.withUnsafeBufferPointer { kp in
-                  v.storage.withUnsafeBufferPointer { vp in
-                    let (sp, pp, dop) = (sp.baseAddress!, pp.baseAddress!, dop.baseAddress!)
-                    let (qp, kp, vp) = (qp.baseAddress!, kp.baseAddress!, vp.baseAddress!)
-                    Parallel.forEach(b * h, grain: 1) { pairs in
-                      for bh in pairs {
-                        let (bi, hi) = bh.quotientAndRemainder(dividingBy: h)
-                        let (qs, ks, vs) = (shape.q.start(bi, hi), shape.k.start(bi, hi), shape.v.start(bi, hi))
-                        attentionHeadBackward(
-                          shape, q: qp + qs, k: kp + ks, v: vp + vs, dOut: dop + shape.out.start(bi, hi),
-                          weights: pp + bh * square, keep: keep.map { Array($0[(bh * square)..<((bh + 1) * square)]) },
-                          scratch: sp + bh * square, dq: grads[0].map { $0 + qs }, dk: grads[1].map { $0 + ks },
-                          dv: grads[2].map { $0 + vs })
-                      }
+        weights.withUnsafeBufferPointer { pp in
+          dO.withUnsafeBufferPointer { dop in
+            q.storage.withUnsafeBufferPointer { qp in
+              k.storage.withUnsafeBufferPointer { kp in
+                v.storage.withUnsafeBufferPointer { vp in
+                  let (pp, dop) = (pp.baseAddress!, dop.baseAddress!)
+                  let (qp, kp, vp) = (qp.baseAddress!, kp.baseAddress!, vp.baseAddress!)
+                  Parallel.forEach(b * h, grain: 1) { pairs in
+                    for bh in pairs {
+                      let (bi, hi) = bh.quotientAndRemainder(dividingBy: h)
+                      let (qs, ks, vs) = (shape.q.start(bi, hi), shape.k.start(bi, hi), shape.v.start(bi, hi))
+                      attentionHeadBackward(
+                        shape, q: qp + qs, k: kp + ks, v: vp + vs, dOut: dop + shape.out.start(bi, hi),
+                        weights: pp + bh * square, keep: keep.map { Array($0[(bh * square)..<((bh + 1) * square)]) },
+                        causal: causal, dq: grads[0].map { $0 + qs }, dk: grads[1].map { $0 + ks },
+                        dv: grads[2].map { $0 + vs })
                     }
                   }
                 }
@@ -180,64 +177,84 @@ func withGradients<Scalar: TensorScalar>(
 
 /// One head's forward: S[tq, tk] = Q K^T / sqrt(D); P = softmax(S) with the masks, written to `weights`;
 /// O[tq, D] = P' V, P' = P * keep with dropout. q, k, v and out point at the head's first row, with the row
-/// strides of `shape`.
+/// strides of `shape`. Under a causal mask only the visible part of each product is computed (`headProduct`).
 func attentionHeadForward<Scalar: TensorScalar>(
   _ shape: AttentionShape, q: UnsafePointer<Scalar>, k: UnsafePointer<Scalar>, v: UnsafePointer<Scalar>,
   out: UnsafeMutablePointer<Scalar>, weights: UnsafeMutablePointer<Scalar>, keep: [Scalar]?, padding: [Scalar]?,
   causal: Bool
 ) {
   let (tq, tk, d) = (shape.tq, shape.tk, shape.d)
-  Scalar.gemm(
-    transposeA: false, transposeB: true, m: tq, n: tk, k: d, alpha: 1 / Scalar.sqrt(Scalar(d)), a: q,
-    lda: shape.q.rowStride, b: k, ldb: shape.k.rowStride, beta: 0, c: weights, ldc: tk)
+  // The queries are the last tq of the tk positions: query i sees keys up to i + shift.
+  let shift = tk - tq
+  withUnsafeTemporaryAllocation(of: Scalar.self, capacity: d * tk) { kt in
+    transpose(k, rowStride: shape.k.rowStride, rows: tk, columns: d, into: kt.baseAddress!)
+    headProduct(
+      m: tq, n: tk, k: d, part: causal ? .columnsUpToRow(shift: shift) : .all, alpha: 1 / Scalar.sqrt(Scalar(d)),
+      StridedMatrix(base: q, rowStride: shape.q.rowStride), kt.baseAddress!, ldb: tk, weights, ldc: tk,
+      accumulate: false)
+  }
   for i in 0..<tq {
-    // The queries are the last tq of the tk positions: query i sees keys up to tk - tq + i.
-    softmaxRow(weights + i * tk, count: tk, visible: causal ? tk - tq + i + 1 : tk, padding: padding)
+    softmaxRow(weights + i * tk, count: tk, visible: causal ? i + shift + 1 : tk, padding: padding)
   }
   var dropped = keep.map { keep in (0..<(tq * tk)).map { weights[$0] * keep[$0] } }
   withPointer(&dropped, else: weights) { used in
-    Scalar.gemm(
-      transposeA: false, transposeB: false, m: tq, n: d, k: tk, alpha: 1, a: used, lda: tk, b: v,
-      ldb: shape.v.rowStride, beta: 0, c: out, ldc: shape.out.rowStride)
+    headProduct(
+      m: tq, n: d, k: tk, part: causal ? .innerUpToRow(shift: shift) : .all, alpha: 1,
+      StridedMatrix(base: used, rowStride: tk), v, ldb: shape.v.rowStride, out, ldc: shape.out.rowStride,
+      accumulate: false)
   }
 }
 
 /// One head's backward, added into dq, dk, dv (nil: not needed):
 /// dV = P'^T dO;  dP = (dO V^T) * keep;  dS = P * (dP - rowsum(dP * P));  dQ = dS K / sqrt(D);
-/// dK = dS^T Q / sqrt(D). `scratch` holds dP, then dS ([tq, tk]).
+/// dK = dS^T Q / sqrt(D). dP, then dS, sit in a [tq, tk] scratch of the head's own (16 KB at 64 x 64, so it
+/// stays in the core's cache), 0 wherever a causal mask hides the key.
 func attentionHeadBackward<Scalar: TensorScalar>(
   _ shape: AttentionShape, q: UnsafePointer<Scalar>, k: UnsafePointer<Scalar>, v: UnsafePointer<Scalar>,
-  dOut: UnsafePointer<Scalar>, weights: UnsafePointer<Scalar>, keep: [Scalar]?, scratch: UnsafeMutablePointer<Scalar>,
+  dOut: UnsafePointer<Scalar>, weights: UnsafePointer<Scalar>, keep: [Scalar]?, causal: Bool,
   dq: UnsafeMutablePointer<Scalar>?, dk: UnsafeMutablePointer<Scalar>?, dv: UnsafeMutablePointer<Scalar>?
 ) {
   let (tq, tk, d) = (shape.tq, shape.tk, shape.d)
-  let scale = 1 / Scalar.sqrt(Scalar(d))
+  let (scale, shift) = (1 / Scalar.sqrt(Scalar(d)), tk - tq)
+  let rowsUpTo: CausalPart = causal ? .columnsUpToRow(shift: shift) : .all
+  let innerUpTo: CausalPart = causal ? .innerUpToRow(shift: shift) : .all
+  let innerFrom: CausalPart = causal ? .innerFromRow(shift: shift) : .all
   if let dv {  // dV[tk, d] += P'[tq, tk]^T @ dO[tq, d]
     var dropped = keep.map { keep in (0..<(tq * tk)).map { weights[$0] * keep[$0] } }
     withPointer(&dropped, else: weights) { used in
-      Scalar.gemm(
-        transposeA: true, transposeB: false, m: tk, n: d, k: tq, alpha: 1, a: used, lda: tk, b: dOut,
-        ldb: shape.out.rowStride, beta: 1, c: dv, ldc: shape.v.rowStride)
+      headProduct(
+        m: tk, n: d, k: tq, part: innerFrom, alpha: 1, StridedMatrix(base: used, rowStride: 1, columnStride: tk),
+        dOut, ldb: shape.out.rowStride, dv, ldc: shape.v.rowStride, accumulate: true)
     }
   }
   guard dq != nil || dk != nil else { return }
-  // dP[tq, tk] = dO[tq, d] @ V[tk, d]^T
-  Scalar.gemm(
-    transposeA: false, transposeB: true, m: tq, n: tk, k: d, alpha: 1, a: dOut, lda: shape.out.rowStride, b: v,
-    ldb: shape.v.rowStride, beta: 0, c: scratch, ldc: tk)
-  if let keep {
-    for i in 0..<(tq * tk) { scratch[i] *= keep[i] }
-  }
-  for i in 0..<tq { softmaxBackwardRow(weights + i * tk, scratch + i * tk, count: tk) }
-  if let dq {  // dQ[tq, d] += scale * dS[tq, tk] @ K[tk, d]
-    Scalar.gemm(
-      transposeA: false, transposeB: false, m: tq, n: d, k: tk, alpha: scale, a: scratch, lda: tk, b: k,
-      ldb: shape.k.rowStride, beta: 1, c: dq, ldc: shape.q.rowStride)
-  }
-  if let dk {  // dK[tk, d] += scale * dS[tq, tk]^T @ Q[tq, d]
-    Scalar.gemm(
-      transposeA: true, transposeB: false, m: tk, n: d, k: tq, alpha: scale, a: scratch, lda: tk, b: q,
-      ldb: shape.q.rowStride, beta: 1, c: dk, ldc: shape.k.rowStride)
+  withUnsafeTemporaryAllocation(of: Scalar.self, capacity: tq * tk + d * tk) { buffer in
+    let (scratch, vt) = (buffer.baseAddress!, buffer.baseAddress! + tq * tk)
+    // dP[tq, tk] = dO[tq, d] @ V[tk, d]^T
+    transpose(v, rowStride: shape.v.rowStride, rows: tk, columns: d, into: vt)
+    headProduct(
+      m: tq, n: tk, k: d, part: rowsUpTo, alpha: 1, StridedMatrix(base: dOut, rowStride: shape.out.rowStride), vt,
+      ldb: tk, scratch, ldc: tk, accumulate: false)
+    for i in 0..<tq {
+      let (row, visible) = (scratch + i * tk, causal ? i + shift + 1 : tk)
+      let end = paddedToBlock(visible, tk)  // whole blocks of 8, as in `softmaxRow`: the masked keys count 0
+      for j in visible..<tk { row[j] = 0 }
+      if let keep {
+        for j in 0..<end { row[j] *= keep[i * tk + j] }
+      }
+      softmaxBackwardRow(weights + i * tk, row, count: end)
+    }
+    if let dq {  // dQ[tq, d] += scale * dS[tq, tk] @ K[tk, d]
+      headProduct(
+        m: tq, n: d, k: tk, part: innerUpTo, alpha: scale, StridedMatrix(base: scratch, rowStride: tk), k,
+        ldb: shape.k.rowStride, dq, ldc: shape.q.rowStride, accumulate: true)
+    }
+    if let dk {  // dK[tk, d] += scale * dS[tq, tk]^T @ Q[tq, d]
+      headProduct(
+        m: tk, n: d, k: tq, part: innerFrom, alpha: scale,
+        StridedMatrix(base: scratch, rowStride: 1, columnStride: tk), q, ldb: shape.q.rowStride, dk,
+        ldc: shape.k.rowStride, accumulate: true)
+    }
   }
 }
 
@@ -272,10 +289,18 @@ func softmaxRow<Scalar: TensorScalar>(
   }
   guard visible > 0 else { return }
   let top = max8(row, visible)
-  for j in 0..<visible { row[j] = Scalar.kernelExp(row[j] - top) }
-  let inverse = 1 / sum8(visible) { row[$0] }
-  for j in 0..<visible { row[j] *= inverse }
+  // Whole blocks of 8, so the loops have no scalar tail: the few masked keys past `visible` in the last block
+  // are exponentiated too, then set back to 0.
+  let end = paddedToBlock(visible, count)
+  for j in 0..<end { row[j] = Scalar.kernelExp(row[j] - top) }
+  for j in visible..<end { row[j] = 0 }
+  let inverse = 1 / sum8(end) { row[$0] }
+  for j in 0..<end { row[j] *= inverse }
 }
+
+/// `visible` rounded up to a multiple of 8, at most `count`.
+@inline(__always)
+func paddedToBlock(_ visible: Int, _ count: Int) -> Int { Swift.min(count, (visible + 7) / 8 * 8) }
 
 /// Softmax's backward on one row, in place: d holds dP and becomes dS = P * (dP - sum_j dP_j P_j).
 @inline(__always)
@@ -284,6 +309,163 @@ func softmaxBackwardRow<Scalar: TensorScalar>(
 ) {
   let dot = sum8(count) { d[$0] * p[$0] }
   for j in 0..<count { d[j] = p[j] * (d[j] - dot) }
+}
+
+// MARK: - Products inside one head
+
+/// The part of a product inside one head that a causal mask leaves. Query i of Tq sees keys j <= i + shift,
+/// shift = Tk - Tq: every other score is masked, and every weight and weight gradient there is exactly 0.
+enum CausalPart {
+  /// No mask: the whole product.
+  case all
+  /// Scores (Q K^T, dO V^T): row i needs only columns j <= i + shift.
+  case columnsUpToRow(shift: Int)
+  /// Weights times rows (P V, dS K): row i sums only over j <= i + shift (the other weights are 0).
+  case innerUpToRow(shift: Int)
+  /// Transposed weights times rows (P^T dO, dS^T Q): row j sums only over the queries i >= j - shift.
+  case innerFromRow(shift: Int)
+}
+
+/// One operand of a head product, read element (row r, column c) at `base[r * rowStride + c * columnStride]`:
+/// a weight matrix read transposed is the same numbers with the strides swapped, and needs no copy.
+struct StridedMatrix<Scalar> {
+  var base: UnsafePointer<Scalar>
+  var rowStride: Int
+  var columnStride = 1
+
+  @inline(__always)
+  subscript(_ r: Int, _ c: Int) -> Scalar { base[r * rowStride + c * columnStride] }
+}
+
+/// C[m, n] = alpha * A[m, k] @ B[k, n], or C += that with `accumulate`, for the small products of one attention
+/// head (64 x 64 x 32 in nanoGPT's CPU configuration), computing only the `part` that a causal mask leaves:
+/// half the multiply-adds. B's rows must be contiguous (`ldb` apart); C's rows are `ldc` apart.
+///
+/// The inner loop is a register block, as in a BLAS kernel: 4 rows x 16 columns of C stay in 8 SIMD registers
+/// while k runs, each step loading 16 numbers of B, broadcasting 4 of A and doing 8 fused multiply-adds. Blocks
+/// of rows share the widest inner range and column count of their rows; the extra terms are zeros (weights) or
+/// masked scores that the softmax overwrites. Leftover rows and columns (sizes not multiples of 4 and 16) take
+/// plain loops.
+@inline(never)
+func headProduct<Scalar: TensorScalar>(
+  m: Int, n: Int, k: Int, part: CausalPart, alpha: Scalar, _ a: StridedMatrix<Scalar>, _ b: UnsafePointer<Scalar>,
+  ldb: Int, _ c: UnsafeMutablePointer<Scalar>, ldc: Int, accumulate: Bool
+) {
+  var i = 0
+  while i < m {
+    let rows = m - i >= 4 ? 4 : 1
+    let last = i + rows - 1
+    var (columns, lo, hi) = (n, 0, k)
+    switch part {
+    case .all: break
+    case .columnsUpToRow(let shift): columns = Swift.min(n, (last + shift + 1 + 15) / 16 * 16)
+    case .innerUpToRow(let shift): hi = Swift.min(k, last + shift + 1)
+    case .innerFromRow(let shift): lo = Swift.min(k, Swift.max(0, i - shift))
+    }
+    let block = (
+      a: StridedMatrix(base: a.base + i * a.rowStride, rowStride: a.rowStride, columnStride: a.columnStride),
+      c: c + i * ldc
+    )
+    var j = 0
+    while j + 16 <= columns {
+      if rows == 4 {
+        productBlock4x16(block.a, b + j, ldb: ldb, block.c + j, ldc: ldc, lo: lo, hi: hi, alpha: alpha, accumulate)
+      } else {
+        productBlock1x16(block.a, b + j, ldb: ldb, block.c + j, lo: lo, hi: hi, alpha: alpha, accumulate)
+      }
+      j += 16
+    }
+    for r in 0..<rows {
+      for column in j..<columns {
+        var sum: Scalar = 0
+        for p in lo..<hi { sum += block.a[r, p] * b[p * ldb + column] }
+        let cell = block.c + r * ldc + column
+        cell.pointee = accumulate ? cell.pointee + alpha * sum : alpha * sum
+      }
+    }
+    i += rows
+  }
+}
+
+@inline(__always)
+func load8<Scalar: TensorScalar>(_ p: UnsafePointer<Scalar>) -> SIMD8<Scalar> {
+  UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Scalar>.self)
+}
+
+@inline(__always)
+func store8<Scalar: TensorScalar>(
+  _ v: SIMD8<Scalar>, _ p: UnsafeMutablePointer<Scalar>, alpha: Scalar, _ accumulate: Bool
+) {
+  let scaled = v * SIMD8(repeating: alpha)
+  UnsafeMutableRawPointer(p).storeBytes(of: accumulate ? load8(p) + scaled : scaled, as: SIMD8<Scalar>.self)
+}
+
+/// C[0..<4, 0..<16] (+)= alpha * A[0..<4, lo..<hi] @ B[lo..<hi, 0..<16].
+@inline(__always)
+func productBlock4x16<Scalar: TensorScalar>(
+  _ a: StridedMatrix<Scalar>, _ b: UnsafePointer<Scalar>, ldb: Int, _ c: UnsafeMutablePointer<Scalar>, ldc: Int,
+  lo: Int, hi: Int, alpha: Scalar, _ accumulate: Bool
+) {
+  var (c00, c01, c10, c11) = (SIMD8<Scalar>(), SIMD8<Scalar>(), SIMD8<Scalar>(), SIMD8<Scalar>())
+  var (c20, c21, c30, c31) = (SIMD8<Scalar>(), SIMD8<Scalar>(), SIMD8<Scalar>(), SIMD8<Scalar>())
+  // Pointers that step along k, and wrapping index arithmetic: no overflow check in the loop.
+  let (r1, r2, r3) = (a.rowStride, a.rowStride &* 2, a.rowStride &* 3)
+  var (ap, bp) = (a.base + lo &* a.columnStride, b + lo &* ldb)
+  for _ in lo..<hi {
+    let (b0, b1) = (load8(bp), load8(bp + 8))
+    let a0 = SIMD8(repeating: ap[0])
+    c00.addProduct(a0, b0)
+    c01.addProduct(a0, b1)
+    let a1 = SIMD8(repeating: ap[r1])
+    c10.addProduct(a1, b0)
+    c11.addProduct(a1, b1)
+    let a2 = SIMD8(repeating: ap[r2])
+    c20.addProduct(a2, b0)
+    c21.addProduct(a2, b1)
+    let a3 = SIMD8(repeating: ap[r3])
+    c30.addProduct(a3, b0)
+    c31.addProduct(a3, b1)
+    ap += a.columnStride
+    bp += ldb
+  }
+  store8(c00, c, alpha: alpha, accumulate)
+  store8(c01, c + 8, alpha: alpha, accumulate)
+  store8(c10, c + ldc, alpha: alpha, accumulate)
+  store8(c11, c + ldc + 8, alpha: alpha, accumulate)
+  store8(c20, c + 2 * ldc, alpha: alpha, accumulate)
+  store8(c21, c + 2 * ldc + 8, alpha: alpha, accumulate)
+  store8(c30, c + 3 * ldc, alpha: alpha, accumulate)
+  store8(c31, c + 3 * ldc + 8, alpha: alpha, accumulate)
+}
+
+/// C[0, 0..<16] (+)= alpha * A[0, lo..<hi] @ B[lo..<hi, 0..<16]: the rows left over after blocks of 4.
+@inline(__always)
+func productBlock1x16<Scalar: TensorScalar>(
+  _ a: StridedMatrix<Scalar>, _ b: UnsafePointer<Scalar>, ldb: Int, _ c: UnsafeMutablePointer<Scalar>,
+  lo: Int, hi: Int, alpha: Scalar, _ accumulate: Bool
+) {
+  var (c0, c1) = (SIMD8<Scalar>(), SIMD8<Scalar>())
+  var (ap, bp) = (a.base + lo &* a.columnStride, b + lo &* ldb)
+  for _ in lo..<hi {
+    let a0 = SIMD8(repeating: ap[0])
+    c0.addProduct(a0, load8(bp))
+    c1.addProduct(a0, load8(bp + 8))
+    ap += a.columnStride
+    bp += ldb
+  }
+  store8(c0, c, alpha: alpha, accumulate)
+  store8(c1, c + 8, alpha: alpha, accumulate)
+}
+
+/// dst[c, r] = src[r * rowStride + c] for r < rows, c < columns: a head's keys or values turned on their side,
+/// so that the score products read B along contiguous rows.
+@inline(__always)
+func transpose<Scalar>(
+  _ src: UnsafePointer<Scalar>, rowStride: Int, rows: Int, columns: Int, into dst: UnsafeMutablePointer<Scalar>
+) {
+  for r in 0..<rows {
+    for c in 0..<columns { dst[c * rows + r] = src[r * rowStride + c] }
+  }
 }
 
 // MARK: - Multi-head attention

@@ -21,17 +21,20 @@ struct BenchCommand: ParsableCommand {
     guard seconds.isFinite, seconds > 0 else { throw ValidationError("--seconds must be positive, got \(seconds)") }
   }
 
-  /// The median time of `body`, repeated for about `seconds` after `warmup` calls.
-  func timed(warmup: Int = 1, _ body: () -> Void) -> (median: Double, runs: Int) {
+  /// The times of `body`, repeated for about `seconds` (at least 3 times) after `warmup` calls.
+  func timed(seconds: Double? = nil, warmup: Int = 1, _ body: () -> Void) -> [Double] {
     for _ in 0..<warmup { body() }
     var times: [Double] = []
     let total = Stopwatch()
-    while total.seconds < seconds || times.count < 3 { times.append(Stopwatch.time(body)) }
-    return (median(times), times.count)
+    while total.seconds < (seconds ?? self.seconds) || times.count < 3 { times.append(Stopwatch.time(body)) }
+    return times
   }
 
+  /// Rounds that alternate the sgemm peak and the training step: this machine's speed can change by half within
+  /// seconds, so a peak measured once, before the steps, may describe a different machine from theirs.
+  static let rounds = 6
+
   func run() throws {
-    let peak = profile ? 0 : measurePeak()
     let config = GPTConfig.nanoGPTCPU
     let (batch, context) = (12, config.context)
     let model = GPT<Float>(config, seed: 1, random: RandomSource(seed: 1))
@@ -58,20 +61,36 @@ struct BenchCommand: ParsableCommand {
     if let profiler {
       for _ in 0..<3 { trainingStep() }
       OpProfiler.current = profiler
-      let step = timed(warmup: 0, trainingStep)
+      let times = timed(warmup: 0, trainingStep)
       OpProfiler.current = nil
-      printProfile(profiler, steps: step.runs, stepSeconds: step.median)
+      printProfile(profiler, steps: times.count, stepSeconds: median(times))
       return
     }
 
-    var gemmShare: [Double] = []
-    let step = timed(warmup: 3) {
-      let before = gemmNanoseconds.load(ordering: .relaxed)
-      let clock = Stopwatch()
-      trainingStep()
-      gemmShare.append(Double(gemmNanoseconds.load(ordering: .relaxed) - before) / 1e9 / clock.seconds)
+    // Each round: the sgemm peak for a third of the round's step time, then one warm-up step (OpenBLAS's own
+    // threads spin on for a moment after the peak's product), then steps. The ratio is the round's.
+    let peak = PeakProduct()
+    var (stepTimes, peakRates, ratios, gemmShare): ([Double], [Double], [Double], [Double]) = ([], [], [], [])
+    for _ in 0..<3 { trainingStep() }
+    for _ in 0..<BenchCommand.rounds {
+      let roundSeconds = seconds / Double(BenchCommand.rounds)
+      let peakRate = peak.measure(seconds: roundSeconds / 3)
+      let times = timed(seconds: roundSeconds) {
+        let before = gemmNanoseconds.load(ordering: .relaxed)
+        let clock = Stopwatch()
+        trainingStep()
+        gemmShare.append(Double(gemmNanoseconds.load(ordering: .relaxed) - before) / 1e9 / clock.seconds)
+      }
+      let rate = BenchCommand.stepFLOPs / median(times) / 1e9
+      stepTimes += times
+      peakRates.append(peakRate)
+      ratios.append(rate / peakRate)
     }
-    let rate = BenchCommand.stepFLOPs / step.median / 1e9
+    let stepTime = median(stepTimes)
+    print(
+      String(
+        format: "sgemm peak (1024 x 1024, %d OpenBLAS threads): %.1f GFLOP/s (median of %d rounds, %.1f to %.1f)",
+        peak.threads, median(peakRates), BenchCommand.rounds, peakRates.min()!, peakRates.max()!))
     print(
       """
       training step, nanoGPT's CPU configuration (batch 12, context 64, 4 layers, 4 heads, width 128, vocabulary 65,
@@ -79,9 +98,12 @@ struct BenchCommand: ParsableCommand {
       """)
     print(
       String(
-        format: "  %.1f ms per step (median of %d after 3 warm-up steps), %.0f%% of it inside gemm", step.median * 1000,
-        step.runs, median(gemmShare) * 100))
-    print(String(format: "  %.1f GFLOP/s effective (4.02 GFLOP per step) = %.2f of the sgemm peak", rate, rate / peak))
+        format: "  %.1f ms per step (median of %d), %.0f%% of it inside gemm; %.1f GFLOP/s (4.02 GFLOP per step)",
+        stepTime * 1000, stepTimes.count, median(gemmShare) * 100, BenchCommand.stepFLOPs / stepTime / 1e9))
+    print(
+      String(
+        format: "  %.2f of the sgemm peak (median of the %d rounds' ratios, %.2f to %.2f)", median(ratios),
+        BenchCommand.rounds, ratios.min()!, ratios.max()!))
     print(String(format: "  peak resident memory %.0f MB", Double(peakResidentBytes()) / 1e6))
 
     let prompt = [0]
@@ -93,30 +115,8 @@ struct BenchCommand: ParsableCommand {
       print(
         String(
           format: "decoding %d tokens greedily %@ the KV cache: %.0f tokens/s", newTokens,
-          useCache ? "with" : "without", Double(newTokens) / decode.median))
+          useCache ? "with" : "without", Double(newTokens) / median(decode)))
     }
-  }
-
-  /// The reference: sgemm on 1024 x 1024 matrices with BLAS's own threads, one per core, in this process, now.
-  /// The framework runs BLAS single-threaded and splits products across the cores itself, so the thread count is
-  /// set for this measurement and put back after it.
-  func measurePeak() -> Double {
-    let n = 1024
-    var rng = SeededRNG(seed: 1)
-    let a = (0..<(n * n)).map { _ in Float(rng.uniform(-1, 1)) }
-    let b = (0..<(n * n)).map { _ in Float(rng.uniform(-1, 1)) }
-    var c = [Float](repeating: 0, count: n * n)
-    let (gemm, threads) = withBLASThreads {
-      let time = timed {
-        cblas_sgemm(
-          CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, a, Int32(n), b, Int32(n), 0, &c,
-          Int32(n))
-      }
-      return (time, openblas_get_num_threads())
-    }
-    let peak = 2 * Double(n * n * n) / gemm.median / 1e9
-    print(String(format: "sgemm peak (1024 x 1024, %d OpenBLAS threads): %.1f GFLOP/s", threads, peak))
-    return peak
   }
 
   /// The op table of `--profile`: per step, forward and backward milliseconds of each op, largest first.
@@ -135,5 +135,40 @@ struct BenchCommand: ParsableCommand {
           entry.forward + entry.backward == 0 ? 0 : Double(entry.gemm) / Double(entry.forward + entry.backward) * 100))
     }
     print(String(format: "  total %.1f ms per step", total))
+  }
+}
+
+/// The reference: sgemm on 1024 x 1024 matrices with BLAS's own threads, one per core, in this process. The
+/// framework runs BLAS single-threaded and splits products across the cores itself, so the thread count is set
+/// for each measurement and put back after it.
+struct PeakProduct {
+  let n = 1024
+  let a: [Float]
+  let b: [Float]
+  let threads = Int(Parallel.cores)
+
+  init() {
+    var rng = SeededRNG(seed: 1)
+    a = (0..<(n * n)).map { _ in Float(rng.uniform(-1, 1)) }
+    b = (0..<(n * n)).map { _ in Float(rng.uniform(-1, 1)) }
+  }
+
+  /// GFLOP/s of the median product, repeated for about `seconds` (at least 3 times) after one warm-up.
+  func measure(seconds: Double) -> Double {
+    var c = [Float](repeating: 0, count: n * n)
+    let n32 = Int32(n)
+    let time = withBLASThreads {
+      var times: [Double] = []
+      let total = Stopwatch()
+      for run in 0... {
+        let t = Stopwatch.time {
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n32, n32, n32, 1, a, n32, b, n32, 0, &c, n32)
+        }
+        if run > 0 { times.append(t) }  // the first wakes BLAS's threads
+        if total.seconds >= seconds && times.count >= 3 { break }
+      }
+      return median(times)
+    }
+    return 2 * Double(n * n * n) / time / 1e9
   }
 }

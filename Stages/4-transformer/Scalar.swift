@@ -12,7 +12,7 @@ let gemmNanoseconds = Atomic<UInt64>(0)
 ///
 /// Elementwise maths comes from swift-numerics' `Real` (`Scalar.exp(x)`, `Scalar.tanh(x)`), so every kernel is
 /// written once for both. Matrix products go to BLAS, whose routines are per type: `gemm` picks the right one.
-public protocol TensorScalar: Real, BinaryFloatingPoint, Sendable, CustomStringConvertible {
+public protocol TensorScalar: Real, BinaryFloatingPoint, SIMDScalar, Codable, Sendable, CustomStringConvertible {
   /// C = alpha * op(A) @ op(B) + beta * C on row-major buffers, op(X) = X or X^T; C is m x n, the inner size k.
   /// `lda`, `ldb`, `ldc` are the row strides of A, B and C as they are stored.
   static func gemm(

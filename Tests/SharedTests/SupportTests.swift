@@ -125,4 +125,23 @@ import Testing
     Parallel.forEach(100, grain: 1000) { pieces.append($0) }
     #expect(pieces == [0..<100])
   }
+
+  @Test func aNestedLoopSharesItsPiecesCores() {
+    let pieces = min(Parallel.cores, 4)
+    let shares = UnsafeMutableBufferPointer<Int>.allocate(capacity: pieces)
+    defer { shares.deallocate() }
+    Parallel.forEach(pieces, grain: 1) { range in
+      for i in range { shares[i] = Parallel.coresHere }
+    }
+    #expect(shares.allSatisfy { $0 == max(1, Parallel.cores / pieces) })
+    #expect(Parallel.coresHere == Parallel.cores, "the calling thread gets all its cores back")
+  }
+
+  @Test func bothRunsEachJobOnce() {
+    let runs = UnsafeMutableBufferPointer<Int>.allocate(capacity: 2)
+    runs.initialize(repeating: 0)
+    defer { runs.deallocate() }
+    Parallel.both({ runs[0] += 1 }, { runs[1] += 10 })
+    #expect(Array(runs) == [1, 10])
+  }
 }

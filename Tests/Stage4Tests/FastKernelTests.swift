@@ -27,6 +27,87 @@ import Testing
     for (f, d) in zip(float, double) { #expect(abs(Double(f) - d) <= 1e-6 + 1e-6 * abs(d), "\(f) vs \(d)") }
   }
 
+  /// Runs `headProduct` on random operands (A read transposed when asked) and returns C and the product by its
+  /// definition, in Double, over the whole matrix; `zeroed(i, p)` marks the entries of A that are zero.
+  func headProductAndDefinition<Scalar: TensorScalar>(
+    _: Scalar.Type, m: Int, n: Int, k: Int, part: CausalPart, transposedA: Bool, accumulate: Bool,
+    zeroed: (Int, Int) -> Bool
+  ) -> (c: [Scalar], definition: [Double]) {
+    var rng = SeededRNG(seed: 6)
+    var a = (0..<(m * k)).map { _ in Scalar(rng.uniform(-1, 1)) }  // A[i, p] at i * k + p, or p * m + i
+    for i in 0..<m {
+      for p in 0..<k where zeroed(i, p) { a[transposedA ? p * m + i : i * k + p] = 0 }
+    }
+    let ldb = n + 3  // B's rows with a gap, as the heads' rows in a packed projection
+    let b = (0..<(k * ldb)).map { _ in Scalar(rng.uniform(-1, 1)) }
+    var c = (0..<(m * n)).map { _ in Scalar(rng.uniform(-1, 1)) }
+    let before = c
+    let alpha: Scalar = 0.75
+    a.withUnsafeBufferPointer { ap in
+      b.withUnsafeBufferPointer { bp in
+        c.withUnsafeMutableBufferPointer { cp in
+          let matrix =
+            transposedA
+            ? StridedMatrix(base: ap.baseAddress!, rowStride: 1, columnStride: m)
+            : StridedMatrix(base: ap.baseAddress!, rowStride: k)
+          headProduct(
+            m: m, n: n, k: k, part: part, alpha: alpha, matrix, bp.baseAddress!, ldb: ldb, cp.baseAddress!, ldc: n,
+            accumulate: accumulate)
+        }
+      }
+    }
+    var definition = [Double](repeating: 0, count: m * n)
+    for i in 0..<m {
+      for j in 0..<n {
+        var sum = 0.0
+        for p in 0..<k { sum += Double(a[transposedA ? p * m + i : i * k + p]) * Double(b[p * ldb + j]) }
+        definition[i * n + j] = Double(alpha) * sum + (accumulate ? Double(before[i * n + j]) : 0)
+      }
+    }
+    return (c, definition)
+  }
+
+  @Test func headProductComputesThePartACausalMaskLeaves() {
+    // Sizes with rows and columns left over after the 4 x 16 blocks, and the 64 x 64 x 32 of nanoGPT's heads.
+    for (m, n, k) in [(13, 37, 19), (64, 64, 32), (3, 5, 2)] {
+      for shift in [0, 4] {
+        for accumulate in [false, true] {
+          // Scores: only columns j <= i + shift are needed.
+          let scores = headProductAndDefinition(
+            Float.self, m: m, n: n, k: k, part: .columnsUpToRow(shift: shift), transposedA: false,
+            accumulate: accumulate
+          ) { _, _ in false }
+          for i in 0..<m {
+            for j in 0..<min(n, i + shift + 1) {
+              let (got, want) = (Double(scores.c[i * n + j]), scores.definition[i * n + j])
+              #expect(abs(got - want) <= 1e-5 * Double(k), "scores m \(m) n \(n) k \(k) at \(i), \(j)")
+            }
+          }
+          // Weights times rows: row i's weights past i + shift are 0, and the whole of C is right.
+          for precision in [Float.self, Double.self] as [any TensorScalar.Type] {
+            func check<S: TensorScalar>(_ type: S.Type) {
+              let upTo = headProductAndDefinition(
+                type, m: m, n: n, k: k, part: .innerUpToRow(shift: shift), transposedA: false, accumulate: accumulate
+              ) { i, p in p > i + shift }
+              let from = headProductAndDefinition(
+                type, m: m, n: n, k: k, part: .innerFromRow(shift: shift), transposedA: true, accumulate: accumulate
+              ) { j, p in p < j - shift }
+              let all = headProductAndDefinition(
+                type, m: m, n: n, k: k, part: .all, transposedA: true, accumulate: accumulate
+              ) { _, _ in false }
+              let tolerance = S.self == Float.self ? 1e-5 * Double(k) : 1e-13 * Double(k)
+              for result in [upTo, from, all] {
+                let worst = zip(result.c, result.definition).map { abs(Double($0) - $1) }.max()!
+                #expect(worst <= tolerance, "\(S.self) m \(m) n \(n) k \(k) shift \(shift): off by \(worst)")
+              }
+            }
+            check(precision)
+          }
+        }
+      }
+    }
+  }
+
   @Test func aSplitProductEqualsOneBLASCall() {
     // Large enough to be cut into pieces: every shape of op(A) and op(B), rows split (m >= n) and columns split.
     var rng = SeededRNG(seed: 4)

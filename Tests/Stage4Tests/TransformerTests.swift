@@ -141,6 +141,27 @@ import Testing
     for (a, b) in zip(fusedPadded.grads, composedPadded.grads) { expectClose(a, b) }
   }
 
+  @Test func attentionEqualsItsComposedFormAtSizesThatFillTheRegisterBlocks() {
+    // 37 positions and width 20: blocks of 4 rows and 16 columns with rows and columns left over; 5 queries
+    // against 37 keys is the KV-cache shape, whose causal mask starts 32 keys in.
+    var rng = SeededRNG(seed: 3)
+    for (tq, tk, d) in [(37, 37, 20), (5, 37, 20), (64, 64, 32)] {
+      let q = T.normal([1, 2, tq, d], rng: &rng)
+      let (k, v) = (T.normal([1, 2, tk, d], rng: &rng), T.normal([1, 2, tk, d], rng: &rng))
+      let causalMask = T((0..<(tq * tk)).map { $0 % tk > $0 / tk + (tk - tq) ? 1 : 0 }, shape: [tq, tk])
+      let padding = T((0..<tk).map { $0 % 7 == 3 ? 1 : 0 }, shape: [1, tk])
+      let cases: [(causal: Bool, padding: T?, mask: T?)] = [
+        (true, nil, causalMask), (false, nil, nil), (false, padding, padding.reshape([1, 1, 1, tk])),
+      ]
+      for (causal, padding, mask) in cases {
+        let fused = evaluate([q, k, v]) { Tensor.attention($0[0], $0[1], $0[2], causal: causal, keyPadding: padding) }
+        let composed = evaluate([q, k, v]) { composedAttention($0[0], $0[1], $0[2], mask: mask) }
+        expectClose(fused.output, composed.output)
+        for (a, b) in zip(fused.grads, composed.grads) { expectClose(a, b) }
+      }
+    }
+  }
+
   @Test func packedAttentionEqualsAttentionOnSplitHeads() {
     var rng = SeededRNG(seed: 5)
     let (b, t, h, d) = (2, 4, 2, 3)
