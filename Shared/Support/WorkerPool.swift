@@ -82,7 +82,11 @@ final class WorkerPool: @unchecked Sendable {
     var seen = 0
     while true {
       let deadline = Stopwatch.now() + UInt64(WorkerPool.spinSeconds * 1e9)
-      while published.load(ordering: .acquiring) == seen && Stopwatch.now() < deadline {}
+      var spins = 0
+      while published.load(ordering: .acquiring) == seen {
+        spins &+= 1
+        if spins % 64 == 0 && Stopwatch.now() >= deadline { break }  // the clock costs more than a look
+      }
       condition.lock()
       while generation == seen { condition.wait() }
       seen = generation

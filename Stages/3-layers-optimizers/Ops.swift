@@ -1,3 +1,5 @@
+import Support
+
 /// The differentiable operations. Each computes its result with a kernel and records a backward closure that
 /// adds (gradient at the output) x (its Jacobian) into each input's gradient. Shape mistakes are programming
 /// errors: a precondition names the op and the shapes.
@@ -393,19 +395,31 @@ extension Tensor {
       out in
       let dy = out.gradStorage!
       dy.withUnsafeBufferPointer { dp in
-        x.addToGrad { g in  // dx[rows, inputs] += dy[rows, outputs] @ W[outputs, inputs]
-          weight.storage.withUnsafeBufferPointer { wp in
-            Scalar.gemm(
-              transposeA: false, transposeB: false, m: rows, n: inputs, k: outputs, alpha: 1, a: dp.baseAddress!,
-              lda: outputs, b: wp.baseAddress!, ldb: inputs, beta: 1, c: g.baseAddress!, ldc: inputs)
+        let inputGrad = {
+          x.addToGrad { g in  // dx[rows, inputs] += dy[rows, outputs] @ W[outputs, inputs]
+            weight.storage.withUnsafeBufferPointer { wp in
+              Scalar.gemm(
+                transposeA: false, transposeB: false, m: rows, n: inputs, k: outputs, alpha: 1, a: dp.baseAddress!,
+                lda: outputs, b: wp.baseAddress!, ldb: inputs, beta: 1, c: g.baseAddress!, ldc: inputs)
+            }
           }
         }
-        weight.addToGrad { g in  // dW[outputs, inputs] += dy[rows, outputs]^T @ x[rows, inputs]
-          x.storage.withUnsafeBufferPointer { xp in
-            Scalar.gemm(
-              transposeA: true, transposeB: false, m: outputs, n: inputs, k: rows, alpha: 1, a: dp.baseAddress!,
-              lda: outputs, b: xp.baseAddress!, ldb: inputs, beta: 1, c: g.baseAddress!, ldc: inputs)
+        let weightGrad = {
+          weight.addToGrad { g in  // dW[outputs, inputs] += dy[rows, outputs]^T @ x[rows, inputs]
+            x.storage.withUnsafeBufferPointer { xp in
+              Scalar.gemm(
+                transposeA: true, transposeB: false, m: outputs, n: inputs, k: rows, alpha: 1, a: dp.baseAddress!,
+                lda: outputs, b: xp.baseAddress!, ldb: inputs, beta: 1, c: g.baseAddress!, ldc: inputs)
+            }
           }
+        }
+        // The two products are independent and equally large: side by side, each whole on its own core, rather
+        // than one after the other, each cut in two (each piece would pack the whole of the shared operand).
+        if rows * inputs * outputs >= gemmGrain && x !== weight {
+          Parallel.both(inputGrad, weightGrad)
+        } else {
+          inputGrad()
+          weightGrad()
         }
         bias?.addToGrad { g in
           for r in 0..<rows { for j in 0..<outputs { g[j] += dp[r * outputs + j] } }

@@ -8,8 +8,8 @@ import Support
 /// Where the rows of one head's matrix sit in a buffer: head (b, h) starts at
 /// offset + b * batchStride + h * headStride, and its consecutive positions are rowStride apart. The same
 /// attention code then reads q, k and v as separate [B, H, T, D] tensors (rowStride D) or straight out of the
-/// packed [B, T, 3C] output of the qkv projection (rowStride 3C), with no copy to split or merge the heads:
-/// gemm's leading dimension (lda, ldb, ldc) steps over the other heads' columns.
+/// packed [B, T, 3C] output of the qkv projection (rowStride 3C), with no copy to split or merge the heads: the
+/// products' row strides (`headProduct`'s, as BLAS's leading dimensions) step over the other heads' columns.
 struct HeadLayout {
   var offset = 0
   var batchStride: Int
@@ -46,7 +46,7 @@ extension Tensor {
   /// Weights P = softmax(S) along the keys; output O = P v. P is kept for backward.
   ///
   /// Backward, per (batch, head): dV = P^T dO;  dP = dO V^T;  dS = P * (dP - rowsum(dP * P)) (softmax's
-  /// backward);  dQ = dS K / sqrt(D);  dK = dS^T Q / sqrt(D). Four gemms and one pass over P.
+  /// backward);  dQ = dS K / sqrt(D);  dK = dS^T Q / sqrt(D). Four products (`headProduct`) and one pass over P.
   ///
   /// With `dropout` (training), each weight is zeroed with probability p and the rest scaled by 1/(1 - p) before
   /// multiplying V (nanoGPT's attention dropout); backward applies the same mask to dP.
@@ -101,7 +101,7 @@ extension Tensor {
       (0..<(b * h * square)).map { _ in dropout.random.rng.unit() >= dropout.p ? Scalar(1 / (1 - dropout.p)) : 0 }
     }
     let padding = keyPadding?.storage
-    // Every head writes its own block of both in full (gemm with beta = 0).
+    // Every head writes its own block of both in full.
     var weights: [Scalar] = uninitializedArray(b * h * square)
     var out: [Scalar] = uninitializedArray(outputShape.reduce(1, *))
     weights.withUnsafeMutableBufferPointer { pp in
