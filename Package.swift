@@ -11,28 +11,8 @@ let stages = [
   "4-transformer",
 ]
 
-/// Libraries every stage may use: infrastructure only, never a concept a stage teaches.
-let shared: [Target] = [
-  .systemLibrary(
-    name: "CBLAS", path: "Shared/CBLAS", pkgConfig: "openblas",
-    providers: [.apt(["libopenblas-dev"])]),
-  .systemLibrary(name: "CMalloc", path: "Shared/CMalloc"),
-  .target(name: "Support", dependencies: ["CMalloc"], path: "Shared/Support"),
-  .target(name: "Datasets", dependencies: ["Support"], path: "Shared/Datasets", exclude: ["Data"]),
-  .target(name: "Plotting", dependencies: ["Support"], path: "Shared/Plotting"),
-  .target(name: "GradCheck", dependencies: ["Support"], path: "Shared/GradCheck"),
-  .testTarget(
-    name: "SharedTests", dependencies: ["CBLAS", "Support", "Datasets", "Plotting", "GradCheck"],
-    path: "Tests/SharedTests", exclude: ["Fixtures"]),
-]
-
-let stageDependencies: [Target.Dependency] = [
-  "CBLAS", "Support", "Datasets", "Plotting", "GradCheck",
-  .product(name: "ArgumentParser", package: "swift-argument-parser"),
-  .product(name: "Numerics", package: "swift-numerics"),
-]
-
-/// Release builds of a stage skip Swift's run-time exclusivity check on class properties: in the scalar engine it
+/// Release builds of a stage and of the kernels skip Swift's run-time exclusivity check on class properties: in the
+/// scalar engine it
 /// costs a quarter of a training step (every `grad +=` on a node is checked). The compile-time check stays, and
 /// the tests run in debug with the run-time check on, so an overlapping access is still caught there.
 /// They are also compiled for the CPU that builds them (`-target-cpu native`, clang's -march=native), so the
@@ -41,10 +21,34 @@ let stageDependencies: [Target.Dependency] = [
 /// portability. And `squareRoot()` may skip C's errno convention (-fno-math-errno for the C headers Swift's
 /// standard library inlines): otherwise every square root keeps a branch to libm's sqrtf for negative inputs, and
 /// a loop with one cannot become SIMD code.
-let stageSettings: [SwiftSetting] = [
+let releaseSettings: [SwiftSetting] = [
   .unsafeFlags(
     ["-enforce-exclusivity=unchecked", "-target-cpu", "native", "-Xcc", "-fno-math-errno"],
     .when(configuration: .release))
+]
+
+/// Libraries every stage may use: infrastructure only, never a concept a stage teaches.
+let shared: [Target] = [
+  .systemLibrary(
+    name: "CBLAS", path: "Shared/CBLAS", pkgConfig: "openblas",
+    providers: [.apt(["libopenblas-dev"])]),
+  .systemLibrary(name: "CMalloc", path: "Shared/CMalloc"),
+  .target(name: "Support", dependencies: ["CMalloc"], path: "Shared/Support"),
+  .target(
+    name: "Kernels", dependencies: ["CBLAS", "Support", .product(name: "RealModule", package: "swift-numerics")],
+    path: "Shared/Kernels", swiftSettings: releaseSettings),
+  .target(name: "Datasets", dependencies: ["Support"], path: "Shared/Datasets", exclude: ["Data"]),
+  .target(name: "Plotting", dependencies: ["Support"], path: "Shared/Plotting"),
+  .target(name: "GradCheck", dependencies: ["Support"], path: "Shared/GradCheck"),
+  .testTarget(
+    name: "SharedTests", dependencies: ["CBLAS", "Support", "Kernels", "Datasets", "Plotting", "GradCheck"],
+    path: "Tests/SharedTests", exclude: ["Fixtures"]),
+]
+
+let stageDependencies: [Target.Dependency] = [
+  "CBLAS", "Support", "Kernels", "Datasets", "Plotting", "GradCheck",
+  .product(name: "ArgumentParser", package: "swift-argument-parser"),
+  .product(name: "Numerics", package: "swift-numerics"),
 ]
 
 let stageTargets: [Target] = stages.flatMap { slug -> [Target] in
@@ -52,9 +56,9 @@ let stageTargets: [Target] = stages.flatMap { slug -> [Target] in
   return [
     .executableTarget(
       name: "Stage\(number)", dependencies: stageDependencies, path: "Stages/\(slug)",
-      exclude: ["README.md"], swiftSettings: stageSettings),
+      exclude: ["README.md"], swiftSettings: releaseSettings),
     .testTarget(
-      name: "Stage\(number)Tests", dependencies: [.target(name: "Stage\(number)"), "GradCheck", "Support"],
+      name: "Stage\(number)Tests", dependencies: [.target(name: "Stage\(number)"), "GradCheck", "Kernels", "Support"],
       path: "Tests/Stage\(number)Tests"),
   ]
 }

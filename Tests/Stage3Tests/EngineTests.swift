@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 import Support
 import Testing
 
@@ -203,5 +204,22 @@ import Testing
     let x = T([1, 2], shape: [2])
     let y = x * 2
     #expect(!y.requiresGrad && y.parents.isEmpty)
+  }
+
+  @Test func aGradientHandedOnIsNotSharedWhenWrittenLater() {
+    // a + b hands the same gradient array to both; a later backward adds into a's alone.
+    let a = Tensor<Double>([1, 2, 3], shape: [3], requiresGrad: true)
+    let b = Tensor<Double>([4, 5, 6], shape: [3], requiresGrad: true)
+    (a + b).sum().backward()
+    (a * 2).sum().backward()
+    #expect(a.gradStorage == [3, 3, 3])
+    #expect(b.gradStorage == [1, 1, 1])
+  }
+
+  @Test func floatGELUAgreesWithDoubleGELU() {
+    let values = (0..<2001).map { Double($0) / 100 - 10 }  // -10 ... 10
+    let double = Tensor<Double>(values, shape: [values.count]).gelu().storage
+    let float = Tensor<Float>(values.map { Float($0) }, shape: [values.count]).gelu().storage
+    for (f, d) in zip(float, double) { #expect(abs(Double(f) - d) <= 1e-6 + 1e-6 * abs(d), "\(f) vs \(d)") }
   }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import GradCheck
+import Kernels
 import Testing
 
 @testable import Stage3

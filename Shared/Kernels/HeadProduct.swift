@@ -1,0 +1,183 @@
+import RealModule
+
+/// The small products inside one attention head (64 x 64 x 32 in nanoGPT's CPU configuration): too small for
+/// BLAS to pay, and half of each is masked away under a causal mask. `headProduct` is a register-blocked SIMD
+/// kernel that computes only the part the mask leaves; `headProductReference` is the triple loop.
+
+/// The part of a product inside one head that a causal mask leaves. Query i of Tq sees keys j <= i + shift,
+/// shift = Tk - Tq: every other score is masked, and every weight and weight gradient there is exactly 0.
+public enum CausalPart: Sendable {
+  /// No mask: the whole product.
+  case all
+  /// Scores (Q K^T, dO V^T): row i needs only columns j <= i + shift.
+  case columnsUpToRow(shift: Int)
+  /// Weights times rows (P V, dS K): row i sums only over j <= i + shift (the other weights are 0).
+  case innerUpToRow(shift: Int)
+  /// Transposed weights times rows (P^T dO, dS^T Q): row j sums only over the queries i >= j - shift.
+  case innerFromRow(shift: Int)
+}
+
+/// One operand of a head product, read element (row r, column c) at `base[r * rowStride + c * columnStride]`:
+/// a weight matrix read transposed is the same numbers with the strides swapped, and needs no copy.
+public struct StridedMatrix<Scalar> {
+  public var base: UnsafePointer<Scalar>
+  public var rowStride: Int
+  public var columnStride: Int
+
+  @inlinable
+  public init(base: UnsafePointer<Scalar>, rowStride: Int, columnStride: Int = 1) {
+    (self.base, self.rowStride, self.columnStride) = (base, rowStride, columnStride)
+  }
+
+  @inlinable @inline(__always)
+  public subscript(_ r: Int, _ c: Int) -> Scalar { base[r * rowStride + c * columnStride] }
+}
+
+/// C[m, n] = alpha * A[m, k] @ B[k, n], or C += that with `accumulate`, for the small products of one attention
+/// head (64 x 64 x 32 in nanoGPT's CPU configuration), computing only the `part` that a causal mask leaves:
+/// half the multiply-adds. B's rows must be contiguous (`ldb` apart); C's rows are `ldc` apart.
+///
+/// The inner loop is a register block, as in a BLAS kernel: 4 rows x 16 columns of C stay in 8 SIMD registers
+/// while k runs, each step loading 16 numbers of B, broadcasting 4 of A and doing 8 fused multiply-adds. Blocks
+/// of rows share the widest inner range and column count of their rows; the extra terms are zeros (weights) or
+/// masked scores that the softmax overwrites. Leftover rows and columns (sizes not multiples of 4 and 16) take
+/// plain loops.
+@inlinable @inline(never)
+public func headProduct<Scalar: KernelScalar>(
+  m: Int, n: Int, k: Int, part: CausalPart, alpha: Scalar, _ a: StridedMatrix<Scalar>, _ b: UnsafePointer<Scalar>,
+  ldb: Int, _ c: UnsafeMutablePointer<Scalar>, ldc: Int, accumulate: Bool
+) {
+  var i = 0
+  while i < m {
+    let rows = m - i >= 4 ? 4 : 1
+    let last = i + rows - 1
+    var (columns, lo, hi) = (n, 0, k)
+    switch part {
+    case .all: break
+    case .columnsUpToRow(let shift): columns = Swift.min(n, (last + shift + 1 + 15) / 16 * 16)
+    case .innerUpToRow(let shift): hi = Swift.min(k, last + shift + 1)
+    case .innerFromRow(let shift): lo = Swift.min(k, Swift.max(0, i - shift))
+    }
+    let block = (
+      a: StridedMatrix(base: a.base + i * a.rowStride, rowStride: a.rowStride, columnStride: a.columnStride),
+      c: c + i * ldc
+    )
+    var j = 0
+    while j + 16 <= columns {
+      if rows == 4 {
+        productBlock4x16(block.a, b + j, ldb: ldb, block.c + j, ldc: ldc, lo: lo, hi: hi, alpha: alpha, accumulate)
+      } else {
+        productBlock1x16(block.a, b + j, ldb: ldb, block.c + j, lo: lo, hi: hi, alpha: alpha, accumulate)
+      }
+      j += 16
+    }
+    for r in 0..<rows {
+      for column in j..<columns {
+        var sum: Scalar = 0
+        for p in lo..<hi { sum += block.a[r, p] * b[p * ldb + column] }
+        let cell = block.c + r * ldc + column
+        cell.pointee = accumulate ? cell.pointee + alpha * sum : alpha * sum
+      }
+    }
+    i += rows
+  }
+}
+
+@inlinable @inline(__always)
+public func load8<Scalar: KernelScalar>(_ p: UnsafePointer<Scalar>) -> SIMD8<Scalar> {
+  UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Scalar>.self)
+}
+
+@inlinable @inline(__always)
+public func store8<Scalar: KernelScalar>(
+  _ v: SIMD8<Scalar>, _ p: UnsafeMutablePointer<Scalar>, alpha: Scalar, _ accumulate: Bool
+) {
+  let scaled = v * SIMD8(repeating: alpha)
+  UnsafeMutableRawPointer(p).storeBytes(of: accumulate ? load8(p) + scaled : scaled, as: SIMD8<Scalar>.self)
+}
+
+/// C[0..<4, 0..<16] (+)= alpha * A[0..<4, lo..<hi] @ B[lo..<hi, 0..<16].
+@inlinable @inline(__always)
+public func productBlock4x16<Scalar: KernelScalar>(
+  _ a: StridedMatrix<Scalar>, _ b: UnsafePointer<Scalar>, ldb: Int, _ c: UnsafeMutablePointer<Scalar>, ldc: Int,
+  lo: Int, hi: Int, alpha: Scalar, _ accumulate: Bool
+) {
+  var (c00, c01, c10, c11) = (SIMD8<Scalar>(), SIMD8<Scalar>(), SIMD8<Scalar>(), SIMD8<Scalar>())
+  var (c20, c21, c30, c31) = (SIMD8<Scalar>(), SIMD8<Scalar>(), SIMD8<Scalar>(), SIMD8<Scalar>())
+  // Pointers that step along k, and wrapping index arithmetic: no overflow check in the loop.
+  let (r1, r2, r3) = (a.rowStride, a.rowStride &* 2, a.rowStride &* 3)
+  var (ap, bp) = (a.base + lo &* a.columnStride, b + lo &* ldb)
+  for _ in lo..<hi {
+    let (b0, b1) = (load8(bp), load8(bp + 8))
+    let a0 = SIMD8(repeating: ap[0])
+    c00.addProduct(a0, b0)
+    c01.addProduct(a0, b1)
+    let a1 = SIMD8(repeating: ap[r1])
+    c10.addProduct(a1, b0)
+    c11.addProduct(a1, b1)
+    let a2 = SIMD8(repeating: ap[r2])
+    c20.addProduct(a2, b0)
+    c21.addProduct(a2, b1)
+    let a3 = SIMD8(repeating: ap[r3])
+    c30.addProduct(a3, b0)
+    c31.addProduct(a3, b1)
+    ap += a.columnStride
+    bp += ldb
+  }
+  store8(c00, c, alpha: alpha, accumulate)
+  store8(c01, c + 8, alpha: alpha, accumulate)
+  store8(c10, c + ldc, alpha: alpha, accumulate)
+  store8(c11, c + ldc + 8, alpha: alpha, accumulate)
+  store8(c20, c + 2 * ldc, alpha: alpha, accumulate)
+  store8(c21, c + 2 * ldc + 8, alpha: alpha, accumulate)
+  store8(c30, c + 3 * ldc, alpha: alpha, accumulate)
+  store8(c31, c + 3 * ldc + 8, alpha: alpha, accumulate)
+}
+
+/// C[0, 0..<16] (+)= alpha * A[0, lo..<hi] @ B[lo..<hi, 0..<16]: the rows left over after blocks of 4.
+@inlinable @inline(__always)
+public func productBlock1x16<Scalar: KernelScalar>(
+  _ a: StridedMatrix<Scalar>, _ b: UnsafePointer<Scalar>, ldb: Int, _ c: UnsafeMutablePointer<Scalar>,
+  lo: Int, hi: Int, alpha: Scalar, _ accumulate: Bool
+) {
+  var (c0, c1) = (SIMD8<Scalar>(), SIMD8<Scalar>())
+  var (ap, bp) = (a.base + lo &* a.columnStride, b + lo &* ldb)
+  for _ in lo..<hi {
+    let a0 = SIMD8(repeating: ap[0])
+    c0.addProduct(a0, load8(bp))
+    c1.addProduct(a0, load8(bp + 8))
+    ap += a.columnStride
+    bp += ldb
+  }
+  store8(c0, c, alpha: alpha, accumulate)
+  store8(c1, c + 8, alpha: alpha, accumulate)
+}
+
+/// dst[c, r] = src[r * rowStride + c] for r < rows, c < columns: a head's keys or values turned on their side,
+/// so that the score products read B along contiguous rows.
+@inlinable @inline(__always)
+public func transpose<Scalar>(
+  _ src: UnsafePointer<Scalar>, rowStride: Int, rows: Int, columns: Int, into dst: UnsafeMutablePointer<Scalar>
+) {
+  for r in 0..<rows {
+    for c in 0..<columns { dst[c * rows + r] = src[r * rowStride + c] }
+  }
+}
+
+/// The reference of `headProduct`: C[i, j] (+)= alpha * sum_p A[i, p] B[p, j], every entry, the plain triple loop.
+/// Where `part` leaves entries out, `headProduct` leaves them unwritten (scores the softmax overwrites) or sums only
+/// the terms whose weights are not 0; on the entries and terms it keeps, the two agree.
+@inlinable
+public func headProductReference<Scalar: KernelScalar>(
+  m: Int, n: Int, k: Int, alpha: Scalar, _ a: StridedMatrix<Scalar>, _ b: UnsafePointer<Scalar>, ldb: Int,
+  _ c: UnsafeMutablePointer<Scalar>, ldc: Int, accumulate: Bool
+) {
+  for i in 0..<m {
+    for j in 0..<n {
+      var sum: Scalar = 0
+      for p in 0..<k { sum += a[i, p] * b[p * ldb + j] }
+      let cell = c + i * ldc + j
+      cell.pointee = accumulate ? cell.pointee + alpha * sum : alpha * sum
+    }
+  }
+}

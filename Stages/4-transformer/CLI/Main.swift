@@ -1,0 +1,284 @@
+import ArgumentParser
+import Datasets
+import Foundation
+import GradCheck
+import Kernels
+import Plotting
+import Support
+
+/// The command line of stage 4: `stage4` trains (the default), `sample` generates from a checkpoint, `graph` draws a
+/// computation graph, `gradcheck` runs the golden gradient checks, `bench` measures speed.
+@main
+struct Stage4Command: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "stage4",
+    abstract: "Stage 4: the Transformer. Attention, GPT blocks, and generation with a KV cache.",
+    subcommands: [TrainCommand.self, SampleCommand.self, GraphCommand.self, GradcheckCommand.self, BenchCommand.self],
+    defaultSubcommand: TrainCommand.self)
+
+  /// Runs the command; a mistake in the input ends with one line on stderr and a non-zero exit, never a trace.
+  static func main() {
+    keepFreedMemoryForReuse()
+    do {
+      var command = try parseAsRoot()
+      try command.run()
+    } catch {
+      let code = exitCode(for: error)
+      if code == .success {  // --help, --version
+        print(fullMessage(for: error))
+      } else {
+        FileHandle.standardError.write(Data("stage4: error: \(message(for: error))\n".utf8))
+      }
+      Foundation.exit(code.rawValue)
+    }
+  }
+}
+
+extension PositionEncoding: ExpressibleByArgument {}
+extension GraphExample: ExpressibleByArgument {}
+extension KernelChoice: ExpressibleByArgument {}
+
+/// `--kernels`: the fast loops of Shared/Kernels (the default) or the plain references beside them, for the whole
+/// run. Both give the same results within float noise; `bench --kernels reference` shows what the fast ones buy.
+struct KernelOptions: ParsableArguments {
+  @Option(help: "The kernels to run on: fast, or reference (the plain loops beside them).")
+  var kernels = KernelChoice.fast
+
+  func apply() { KernelChoice.current = kernels }
+}
+
+/// A digit string such as "31415926" as tokens, or a clear error.
+func parseDigits(_ text: String, length: Int) throws -> [Int] {
+  let digits = text.compactMap { $0.wholeNumberValue }
+  guard digits.count == text.count, digits.count == length else {
+    throw UserError("--prompt must be exactly \(length) digits, got '\(text)'")
+  }
+  return digits
+}
+
+// MARK: - train
+
+struct TrainCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "train", abstract: "Train a tiny GPT to reverse 8-digit sequences; report held-out exact match.")
+
+  // `.unconditional` takes "-5" as the value it is, so that the checks below can say what is wrong with it.
+  @Option(parsing: .unconditional, help: "Optimizer steps (AdamW, cosine schedule with warmup).") var steps = 500
+  @Option(parsing: .unconditional, help: "Sequences per step.") var batchSize = 64
+  @Option(parsing: .unconditional, help: "Peak learning rate.") var lr = 3e-3
+  @Option(parsing: .unconditional, help: "Transformer blocks.") var layers = 2
+  @Option(parsing: .unconditional, help: "Attention heads per block.") var heads = 4
+  @Option(parsing: .unconditional, help: "Model width (a multiple of --heads).") var width = 64
+  @Option(parsing: .unconditional, help: "Dropout on embeddings, attention weights and residual branches.")
+  var dropout = 0.0
+  @Option(help: "Position encoding: learned or sinusoidal.") var positions = PositionEncoding.learned
+  @Option(help: "Seed of the initial weights, the training sequences and dropout.") var seed: UInt64 = 1337
+  @Option(help: "Save a checkpoint (safetensors) here at every evaluation.") var checkpoint: String?
+  @Option(help: "Continue from this checkpoint (same model options as the run that wrote it).") var resume: String?
+  @Option(help: "Where the curves go.") var plotDir = "Plots/4-transformer"
+  @OptionGroup var kernelOptions: KernelOptions
+
+  func validate() throws {
+    for (name, value) in [("--steps", steps), ("--batch-size", batchSize), ("--layers", layers), ("--heads", heads)] {
+      guard value >= 1 else { throw ValidationError("\(name) must be a positive whole number, got \(value)") }
+    }
+    guard width >= 1, width % heads == 0 else {
+      throw ValidationError("--width must be a positive multiple of --heads (\(heads)), got \(width)")
+    }
+    guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a finite positive number, got \(lr)") }
+    guard dropout.isFinite, (0..<1).contains(dropout) else {
+      throw ValidationError("--dropout must be in [0, 1), got \(dropout)")
+    }
+  }
+
+  var config: TrainConfig {
+    var config = TrainConfig()
+    config.steps = steps
+    config.batchSize = batchSize
+    config.learningRate = lr
+    config.layers = layers
+    config.heads = heads
+    config.width = width
+    config.dropout = dropout
+    config.positions = positions
+    config.seed = seed
+    return config
+  }
+
+  func run() throws {
+    kernelOptions.apply()
+    try prepareOutputDirectory(plotDir)
+    if let checkpoint { try prepareOutputDirectory(URL(fileURLWithPath: checkpoint).deletingLastPathComponent().path) }
+    let trainer = Trainer(config)
+    if let resume { try trainer.resume(from: resume) }
+    let model = config.model
+    print(
+      """
+      stage 4, the Transformer: GPT with \(layers) layers, \(heads) heads, width \(width), context \(model.context), \
+      \(positions.rawValue) positions, tied head (\(trainer.model.parameterCount) parameters)
+      task: reverse \(config.task.length) digits ("31415926|62951413"); AdamW lr \(lr) cosine, batch \(batchSize), \
+      \(steps) steps; exact match on \(trainer.heldOut.count) held-out sequences never trained on
+      """)
+    if let resume { print("resumed from \(resume) after step \(trainer.step)") }
+    let clock = Stopwatch()
+    let every = max(steps / 10, 1)
+    var recent: [Double] = []
+    while trainer.step < steps {
+      recent.append(trainer.runStep())
+      // Every tenth of the run, and five times as often in the first tenth, where the learning happens.
+      let early = trainer.step <= every && trainer.step % max(every / 5, 1) == 0
+      if trainer.step % every == 0 || trainer.step == steps || early {
+        let r = trainer.record(trainLoss: recent.reduce(0, +) / Double(recent.count))
+        recent = []
+        print(
+          String(
+            format: "step %*d/%d  loss %.4f  held-out exact match %5.1f%%  %.0f steps/s", String(steps).count, r.step,
+            steps, r.loss, r.exactMatch * 100, Double(trainer.step) / clock.seconds))
+        if let checkpoint { try trainer.save(to: checkpoint) }
+      }
+    }
+    let final = trainer.history.last!
+    print(
+      String(
+        format: "held-out exact match %.1f%% (%d/%d) after %.1f s", final.exactMatch * 100,
+        Int((final.exactMatch * Double(trainer.heldOut.count)).rounded()), trainer.heldOut.count, clock.seconds))
+    print("a few held-out sequences, generated greedily token by token with the KV cache:")
+    for example in trainer.heldOut.prefix(4) {
+      let prompt = Array(example.prefix(config.task.length + 1))
+      let answer = trainer.model.generate(
+        prompt, count: config.task.length, sampling: Sampling(temperature: 0), seed: 0, useCache: true)
+      let text = { (tokens: [Int]) in tokens.map { $0 == ReversalTask.separator ? "|" : String($0) }.joined() }
+      print(
+        "  \(text(prompt)) -> \(text(answer))  \(answer == Array(example.suffix(config.task.length)) ? "right" : "WRONG")"
+      )
+    }
+    if let checkpoint { print("checkpoint: \(checkpoint)") }
+
+    var table = Table(columns: ["step", "train_loss", "exact_match"])
+    for r in trainer.history { table.append([Double(r.step), r.loss, r.exactMatch]) }
+    let chart = LineChart(
+      title: "Stage 4: a \(layers)-layer GPT learns to reverse \(config.task.length) digits", xLabel: "step",
+      yLabel: "train loss", y2Label: "held-out exact match", logY: true, table: table,
+      curves: [
+        Curve("train_loss", title: "train loss"), Curve("exact_match", title: "held-out exact match", rightAxis: true),
+      ])
+    let report = try writeLineChart(chart, name: "reverse", directory: plotDir)
+    print("wrote " + report.written.joined(separator: ", "))
+    for note in report.notes { print("note: " + note) }
+  }
+}
+
+// MARK: - sample
+
+struct SampleCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "sample", abstract: "Generate from a trained checkpoint: the model's answer to a digit prompt.")
+
+  @Option(help: "The checkpoint `stage4 train --checkpoint` wrote.") var checkpoint: String
+  @Option(help: "The digits to reverse (8 of them).") var prompt = "31415926"
+  @Option(parsing: .unconditional, help: "0 is greedy; below 1 sharper, above 1 flatter.") var temperature = 0.0
+  @Option(parsing: .unconditional, help: "Sample among the k most likely tokens only.") var topK: Int?
+  @Option(parsing: .unconditional, help: "Sample among the most likely tokens whose probabilities reach p.") var topP:
+    Double?
+  @Option(help: "Seed of the sampling.") var seed: UInt64 = 0
+  @Option(parsing: .unconditional, help: "How many samples.") var count = 1
+  @Flag(inversion: .prefixedNo, help: "Decode with the key/value cache.") var kvCache = true
+  // The model's shape must match the checkpoint; these are the train command's defaults.
+  @Option(parsing: .unconditional, help: "Transformer blocks of the checkpoint's model.") var layers = 2
+  @Option(parsing: .unconditional, help: "Attention heads of the checkpoint's model.") var heads = 4
+  @Option(parsing: .unconditional, help: "Width of the checkpoint's model.") var width = 64
+  @Option(help: "Position encoding of the checkpoint's model.") var positions = PositionEncoding.learned
+
+  func validate() throws {
+    guard temperature.isFinite, temperature >= 0 else {
+      throw ValidationError("--temperature must be >= 0, got \(temperature)")
+    }
+    if let topK, topK < 1 { throw ValidationError("--top-k must be at least 1, got \(topK)") }
+    if let topP, !(topP > 0 && topP <= 1) { throw ValidationError("--top-p must be in (0, 1], got \(topP)") }
+    guard count >= 1 else { throw ValidationError("--count must be at least 1, got \(count)") }
+    guard layers >= 1, heads >= 1, width >= 1, width % heads == 0 else {
+      throw ValidationError("--width must be a positive multiple of --heads")
+    }
+  }
+
+  func run() throws {
+    var config = TrainConfig()
+    config.layers = layers
+    config.heads = heads
+    config.width = width
+    config.positions = positions
+    let digits = try parseDigits(prompt, length: config.task.length)
+    let trainer = Trainer(config, heldOutCount: 0)
+    try trainer.resume(from: checkpoint)
+    let sampling = Sampling(temperature: temperature, topK: topK, topP: topP)
+    let clock = Stopwatch()
+    for k in 0..<count {
+      let answer = trainer.model.generate(
+        digits + [ReversalTask.separator], count: config.task.length, sampling: sampling, seed: seed &+ UInt64(k),
+        useCache: kvCache)
+      print(prompt + "|" + answer.map { $0 == ReversalTask.separator ? "|" : String($0) }.joined())
+    }
+    let tokens = Double(count * config.task.length)
+    print(
+      String(format: "(%d tokens in %.3f s, %@ the KV cache)", Int(tokens), clock.seconds, kvCache ? "with" : "without")
+    )
+  }
+}
+
+// MARK: - graph
+
+struct GraphCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "graph", abstract: "Draw the computation graph of tensor operations, with shapes and gradients.")
+
+  @Option(help: "The graph: block (one Transformer block on 3 tokens) or attention (one fused attention op).")
+  var example = GraphExample.block
+  @Option(help: "Where graph-NAME.dot (and .svg, .png when Graphviz is installed) go.")
+  var outDir = "Plots/4-transformer"
+
+  func run() throws {
+    try prepareOutputDirectory(outDir)
+    let output = example.build()
+    let order = output.topologicalOrder()
+    print("\(example.rawValue): \(order.count) tensors; after backward(), in topological order:")
+    for node in order {
+      let name = node.label.isEmpty ? (node.isLeaf ? "const" : "") : node.label
+      let op = node.isLeaf ? "leaf" : node.op
+      print(
+        "  \(name.padding(toLength: 6, withPad: " ", startingAt: 0)) \(op.padding(toLength: 8, withPad: " ", startingAt: 0)) "
+          + "\(String(describing: node.shape).padding(toLength: 7, withPad: " ", startingAt: 0)) "
+          + "data \(preview(node.storage))  grad \(node.gradStorage.map(preview) ?? "-")")
+    }
+    let base = outDir + "/graph-" + example.rawValue
+    try writeAtomically(dotGraph(of: output), to: base + ".dot")
+    var written = [base + ".dot"]
+    if let dot = findExecutable("dot") {
+      for format in ["svg", "png"] {
+        let run = try runTool(dot, ["-T" + format, base + ".dot", "-o", base + "." + format])
+        if run.status == 0 { written.append(base + "." + format) } else { print("note: dot -T\(format) failed") }
+      }
+    } else {
+      print("note: Graphviz is not installed; render with `dot -Tsvg \(base).dot -o \(base).svg`")
+    }
+    print("wrote " + written.joined(separator: ", "))
+  }
+}
+
+// MARK: - gradcheck
+
+struct GradcheckCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "gradcheck", abstract: "Check every gradient of the golden catalogue against finite differences.")
+
+  func run() throws {
+    let adapter = goldenAdapter
+    let problems = coverageProblems(of: adapter, stage: 4)
+    let results = checkStage(4, adapter: adapter)
+    print(formatTable(results))
+    let failed = results.filter { !$0.passed }
+    for result in failed { for mismatch in result.mismatches.prefix(3) { print("  " + mismatch.description) } }
+    for problem in problems { print("  " + problem) }
+    print("\(results.count - failed.count) passed, \(failed.count) failed")
+    if !failed.isEmpty || !problems.isEmpty { throw ExitCode.failure }
+  }
+}
