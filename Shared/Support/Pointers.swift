@@ -59,7 +59,9 @@ public func withMutablePointers<A, B, C, R>(
   _ body: (UnsafeMutablePointer<A>, UnsafeMutablePointer<B>, UnsafeMutablePointer<C>) throws -> R
 ) rethrows -> R {
   try a.withUnsafeMutableBufferPointer { a in
-    try b.withUnsafeMutableBufferPointer { b in try c.withUnsafeMutableBufferPointer { c in try body(a.start, b.start, c.start) } }
+    try b.withUnsafeMutableBufferPointer { b in
+      try c.withUnsafeMutableBufferPointer { c in try body(a.start, b.start, c.start) }
+    }
   }
 }
 

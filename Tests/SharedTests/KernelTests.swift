@@ -94,7 +94,8 @@ import Testing
       }
       // The reference is the formula: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
       let x: [S] = [-3, -0.5, 0, 0.5, 3]
-      let y: [S] = makeArrays(5, 5) { y, t in x.withUnsafeBufferPointer { geluForwardReference($0.start, y, t, 0..<5) } }.0
+      let y: [S] = makeArrays(5, 5) { y, t in x.withUnsafeBufferPointer { geluForwardReference($0.start, y, t, 0..<5) }
+      }.0
       for (v, got) in zip(x, y) {
         let d = Double(v)
         let want = 0.5 * d * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (d + 0.044715 * d * d * d)))
@@ -153,7 +154,8 @@ import Testing
               }
             }
           }
-          expectClose(forward.fast.0, forward.reference.0, tolerance: 10 * tolerance(S.self), "layerNorm y \(rows)x\(n)")
+          expectClose(
+            forward.fast.0, forward.reference.0, tolerance: 10 * tolerance(S.self), "layerNorm y \(rows)x\(n)")
           let (mean, rstd) = (forward.reference.1, forward.reference.2)
           let backward = bothForms {
             makeArrays(rows * n, n, n) { dx, dgamma, dbeta in
@@ -236,7 +238,10 @@ import Testing
             return (rowLoss, d, sums.loss, sums.counted)
           }
           let run = bothForms {
-            run { crossEntropy($0, targets: $1, rows: $2, classes: $3, ignoreIndex: $4, smoothing: $5, rowLoss: $6, dlogits: $7) }
+            run {
+              crossEntropy(
+                $0, targets: $1, rows: $2, classes: $3, ignoreIndex: $4, smoothing: $5, rowLoss: $6, dlogits: $7)
+            }
           } reference: {
             run {
               crossEntropyReference(
@@ -280,12 +285,20 @@ import Testing
           var (w, m, v) = (w0, m0, v0)
           withMutablePointers(&w, &m, &v) { w, m, v in
             g.withUnsafeBufferPointer {
-              if reference { adamReference(w, $0.start, m, v, k, 0..<n) } else { adamUpdate(w, $0.start, m, v, count: n, k) }
+              if reference {
+                adamReference(w, $0.start, m, v, k, 0..<n)
+              } else {
+                adamUpdate(w, $0.start, m, v, count: n, k)
+              }
             }
           }
           return w + m + v
         }
-        let adam = bothForms { adam(reference: false) } reference: { adam(reference: true) }
+        let adam = bothForms {
+          adam(reference: false)
+        } reference: {
+          adam(reference: true)
+        }
         expectClose(adam.fast, adam.reference, tolerance: tolerance(S.self), "adam, n \(n)")
         for (momentum, nesterov, first) in [(0.0, false, false), (0.9, false, true), (0.9, true, false)] {
           func sgd(reference: Bool) -> [S] {
@@ -306,7 +319,11 @@ import Testing
             }
             return w + b
           }
-          let sgd = bothForms { sgd(reference: false) } reference: { sgd(reference: true) }
+          let sgd = bothForms {
+            sgd(reference: false)
+          } reference: {
+            sgd(reference: true)
+          }
           #expect(sgd.fast == sgd.reference, "sgd, n \(n), momentum \(momentum)")
         }
         let squares = bothForms {
@@ -346,7 +363,11 @@ import Testing
           }
           return c
         }
-        let c = bothForms { product(reference: false) } reference: { product(reference: true) }
+        let c = bothForms {
+          product(reference: false)
+        } reference: {
+          product(reference: true)
+        }
         for i in stride(from: 0, to: m, by: 7) {
           for j in stride(from: 0, to: n, by: 5) {
             var dot = 0.0
@@ -442,7 +463,8 @@ import Testing
               type, m: m, n: n, k: k, part: .all, transposedA: true, accumulate: accumulate
             ) { _, _ in false }
             for result in [upTo, from, all] {
-              expectClose(result.fast, result.reference, tolerance: tolerance(S.self) * Double(k), "m \(m) n \(n) k \(k)")
+              expectClose(
+                result.fast, result.reference, tolerance: tolerance(S.self) * Double(k), "m \(m) n \(n) k \(k)")
             }
           }
           check(Float.self)
@@ -458,14 +480,19 @@ import Testing
       // 37 positions and width 20: blocks of 4 rows and 16 columns with rows and columns left over; 5 queries
       // against 37 keys is the KV-cache shape; 64 x 32 is nanoGPT's head.
       for (tq, tk, d) in [(37, 37, 20), (5, 37, 20), (64, 64, 32), (3, 3, 2)] {
-        let layout = (q: HeadLayout(heads: 1, positions: tq, width: d), k: HeadLayout(heads: 1, positions: tk, width: d))
-        let shape = AttentionShape(b: 1, h: 1, tq: tq, tk: tk, d: d, q: layout.q, k: layout.k, v: layout.k, out: layout.q)
+        let layout = (
+          q: HeadLayout(heads: 1, positions: tq, width: d), k: HeadLayout(heads: 1, positions: tk, width: d)
+        )
+        let shape = AttentionShape(
+          b: 1, h: 1, tq: tq, tk: tk, d: d, q: layout.q, k: layout.k, v: layout.k, out: layout.q)
         let (q, k, v, dOut): ([S], [S], [S], [S]) = (
           random(tq * d, &rng), random(tk * d, &rng), random(tk * d, &rng), random(tq * d, &rng)
         )
         let keep: [S] = (0..<(tq * tk)).map { _ in rng.unit() < 0.2 ? 0 : 1.25 }
         let padding: [S] = (0..<tk).map { $0 % 7 == 3 ? 1 : 0 }
-        for (causal, usePadding, useKeep) in [(true, false, false), (false, false, true), (false, true, false), (true, false, true)] {
+        for (causal, usePadding, useKeep) in [
+          (true, false, false), (false, false, true), (false, true, false), (true, false, true),
+        ] {
           func run(reference: Bool) -> [S] {
             let (weights, out): ([S], [S]) = makeArrays(tq * tk, tq * d) { weights, out in
               withPointers(q, k, v, keep, padding) { q, k, v, keepP, padP in
@@ -488,11 +515,13 @@ import Testing
                   let keepP = useKeep ? keepP.start : nil
                   if reference {
                     attentionHeadBackwardReference(
-                      shape, q: q, k: k, v: v, dOut: dOut, weights: weights, keep: keepP, causal: causal, dq: dq, dk: dk,
+                      shape, q: q, k: k, v: v, dOut: dOut, weights: weights, keep: keepP, causal: causal, dq: dq,
+                      dk: dk,
                       dv: dv)
                   } else {
                     attentionHeadBackward(
-                      shape, q: q, k: k, v: v, dOut: dOut, weights: weights, keep: keepP, causal: causal, dq: dq, dk: dk,
+                      shape, q: q, k: k, v: v, dOut: dOut, weights: weights, keep: keepP, causal: causal, dq: dq,
+                      dk: dk,
                       dv: dv)
                   }
                 }
@@ -500,7 +529,11 @@ import Testing
             }
             return weights + out + dq + dk + dv
           }
-          let run = bothForms { run(reference: false) } reference: { run(reference: true) }
+          let run = bothForms {
+            run(reference: false)
+          } reference: {
+            run(reference: true)
+          }
           expectClose(
             run.fast, run.reference, tolerance: 4 * tolerance(S.self) * Double(tk),
             "attention head \(tq)x\(tk)x\(d) causal \(causal) padding \(usePadding) dropout \(useKeep)")

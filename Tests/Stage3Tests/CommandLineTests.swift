@@ -69,4 +69,19 @@ import Testing
     #expect(result.output.contains("mlp3_cross_entropy"))
     #expect(result.output.hasSuffix("74 passed, 0 failed\n"))
   }
+
+  /// Every number printed after "loss " (train and validation losses alike), in order.
+  func printedLosses(_ output: String) -> [Double] {
+    output.split(separator: " loss ").dropFirst().compactMap { Double($0.prefix { !$0.isWhitespace }) }
+  }
+
+  @Test func theReferenceKernelsTrainToTheSameLosses() throws {
+    let arguments = ["train", "--epochs", "2", "--hidden", "32", "--plot-dir", directory]
+    let fast = try runTool(Self.executable, arguments + ["--kernels", "fast"])
+    let reference = try runTool(Self.executable, arguments + ["--kernels", "reference"])
+    #expect(fast.status == 0 && reference.status == 0, "\(fast.errorOutput)\(reference.errorOutput)")
+    let (a, b) = (printedLosses(fast.output), printedLosses(reference.output))
+    #expect(a.count >= 2 && a.count == b.count, "\(fast.output)\n\(reference.output)")
+    for (x, y) in zip(a, b) { #expect(abs(x - y) <= 2e-4 + 1e-3 * abs(y), "fast \(x), reference \(y)") }
+  }
 }

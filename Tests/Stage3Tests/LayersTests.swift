@@ -98,11 +98,7 @@ import Testing
     var rng = SeededRNG(seed: 2)
     let inputs = [T.normal([3, 6], rng: &rng), T.normal([6], mean: 1, rng: &rng), T.normal([6], rng: &rng)]
     let fused = evaluate(inputs) { $0[0].layerNorm($0[1], $0[2], eps: 1e-5) }
-    let composed = evaluate(inputs) { x in
-      let centered = x[0] - x[0].mean(axis: -1, keepDims: true)
-      let variance = centered.pow(2).mean(axis: -1, keepDims: true)
-      return centered / (variance + 1e-5).sqrt() * x[1] + x[2]
-    }
+    let composed = evaluate(inputs) { $0[0].layerNormComposed($0[1], $0[2], eps: 1e-5) }
     expectClose(fused.output, composed.output)
     for (a, b) in zip(fused.grads, composed.grads) { expectClose(a, b) }
   }
@@ -120,5 +116,10 @@ import Testing
     let composed = evaluate([logits]) { -($0[0].logSoftmax(axis: 1) * T(q, shape: [5, 4])).sum() / 3 }
     expectClose(fused.output, composed.output)
     expectClose(fused.grads[0], composed.grads[0])
+    let stageComposed = evaluate([logits]) {
+      crossEntropyLossComposed(logits: $0[0], labels: labels, labelSmoothing: 0.2)
+    }
+    expectClose(fused.output, stageComposed.output)
+    expectClose(fused.grads[0], stageComposed.grads[0])
   }
 }

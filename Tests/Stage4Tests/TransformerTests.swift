@@ -117,7 +117,8 @@ import Testing
     #expect(zip(a, b).allSatisfy { abs($0 - $1) <= 1e-12 + 1e-9 * abs($1) }, "\(a) vs \(b)")
   }
 
-  /// softmax(q k^T / sqrt(d) with masked scores set to -infinity) v, from plain ops.
+  /// softmax(q k^T / sqrt(d) with masked scores set to -infinity) v, from plain ops, with the mask given as a
+  /// tensor (independently of the stage's `attentionComposed`, which builds its masks itself).
   func composedAttention(_ q: T, _ k: T, _ v: T, mask: T?) -> T {
     var scores = q.matmul(k.transposed()) / Double(q.shape[3]).squareRoot()
     if let mask { scores = scores.maskedFill(mask, value: -.infinity) }
@@ -158,6 +159,11 @@ import Testing
         let composed = evaluate([q, k, v]) { composedAttention($0[0], $0[1], $0[2], mask: mask) }
         expectClose(fused.output, composed.output)
         for (a, b) in zip(fused.grads, composed.grads) { expectClose(a, b) }
+        let stageComposed = evaluate([q, k, v]) {
+          Tensor.attentionComposed($0[0], $0[1], $0[2], causal: causal, keyPadding: padding)
+        }
+        expectClose(fused.output, stageComposed.output)
+        for (a, b) in zip(fused.grads, stageComposed.grads) { expectClose(a, b) }
       }
     }
   }
@@ -193,6 +199,9 @@ import Testing
     }
     expectClose(fused.output, composed.output)
     expectClose(fused.grads[0], composed.grads[0])
+    let stageComposed = evaluate([x]) { $0[0].geluComposed() }
+    expectClose(fused.output, stageComposed.output)
+    expectClose(fused.grads[0], stageComposed.grads[0])
   }
 
   @Test func attentionDropoutDropsWeightsConsistently() {
@@ -207,6 +216,44 @@ import Testing
     let plain = evaluate(inputs) { Tensor.attention($0[0], $0[1], $0[2], causal: false) }
     #expect(a.output == b.output && a.grads == b.grads)  // the same seed, the same mask
     #expect(a.output != plain.output)
+  }
+
+  @Test func attentionDropoutEqualsTheComposedFormWithTheSameMask() {
+    // (softmax(q k^T / sqrt(d)) * keep / (1 - p)) v with the mask the fused op draws: outputs and all three
+    // gradients, with and without the causal mask, on the separate and the packed layout.
+    var rng = SeededRNG(seed: 4)
+    let (b, h, t, d, p) = (2, 2, 5, 3, 0.3)
+    for causal in [false, true] {
+      let inputs = (0..<3).map { _ in T.normal([b, h, t, d], rng: &rng) }
+      let keepValues = T.attentionDropoutMask(count: b * h * t * t, p: p, random: RandomSource(seed: 7))
+      #expect(keepValues.contains(0) && keepValues.contains { abs($0 - 1 / (1 - p)) < 1e-12 })
+      #expect(keepValues.allSatisfy { $0 == 0 || abs($0 - 1 / (1 - p)) < 1e-12 })
+      let keep = T(keepValues, shape: [b, h, t, t])
+      let fused = evaluate(inputs) {
+        Tensor.attention($0[0], $0[1], $0[2], causal: causal, dropout: (p, RandomSource(seed: 7)))
+      }
+      let composed = evaluate(inputs) { Tensor.attentionComposed($0[0], $0[1], $0[2], causal: causal, keep: keep) }
+      expectClose(fused.output, composed.output)
+      for (x, y) in zip(fused.grads, composed.grads) { expectClose(x, y) }
+    }
+  }
+
+  @Test func multiHeadAttentionComposedEqualsFusedWithDropout() {
+    // The `fused` switch: the same layer, the same dropout draws, the same outputs and gradients.
+    func run(fused: Bool) -> (output: [Double], grads: [[Double]]) {
+      var rng = SeededRNG(seed: 9)
+      let (c, heads) = (8, 2)
+      let random = RandomSource(seed: 3)
+      let layer = MultiHeadAttention<Double>(
+        qkv: Linear(c, 3 * c, rng: &rng), projection: Linear(c, c, rng: &rng), heads: heads, causal: true,
+        dropout: Dropout(0.25, random: random))
+      layer.fused = fused
+      let x = T.normal([2, 4, c], rng: &rng)
+      return evaluate([x]) { layer($0[0]) }
+    }
+    let (fused, composed) = (run(fused: true), run(fused: false))
+    expectClose(fused.output, composed.output)
+    expectClose(fused.grads[0], composed.grads[0])
   }
 }
 

@@ -104,8 +104,7 @@ extension Tensor {
   /// y = f(a, b) elementwise over the broadcast shape, with partial derivatives da and db.
   /// Backward adds dy * da into a's gradient at a's offset for every output element: a broadcast element
   /// collects the sum over all its copies, which is the reduce-to-shape of broadcasting's backward.
-  /// Without broadcasting it is one flat loop, or none at all: a partial of 1 hands dy on as it is (the residual
-  /// connections of a Transformer are such additions).
+  /// Without broadcasting it is one flat loop, or none at all: a partial of 1 hands dy on as it is.
   @inline(__always)
   static func binary(
     _ a: Tensor, _ b: Tensor, _ op: String, _ f: (Scalar, Scalar) -> Scalar, da: Partial, db: Partial
