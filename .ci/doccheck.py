@@ -31,7 +31,7 @@ behaves as when a reader types it, also under `make docs`.
 What it prints. One line per command (ok / FAIL / skip, its time, file:line, the command), then for each
 mismatch a unified diff between the document's lines and what the command printed (with the document's [..]
 and "..." kept where they still match), its hunks numbered by the document's lines, and a summary:
-    docs: 31 commands in 9 documents, 31 match
+    docs: 25 commands in 9 documents, 25 match (105 s)
 It exits 1 when any command's output differs or a command fails.
 
 --fix rewrites, in place, the output of every command that does not match with what it printed, keeping each
