@@ -4,7 +4,9 @@
 #   make bench [STAGE=N]       stage N's benchmark, in release
 #   make gradcheck [STAGE=N]   stage N's golden gradient checks as a table
 #   make plots                 run every stage's demo, which redraws Plots/
-#   make diff FROM=N TO=M      what stage M adds to stage N
+#   make diff FROM=N TO=M      what stage M adds to stage N (STAT=1: only the --stat summary)
+#   make docs                  run every command the READMEs and chapters show and compare what it prints
+#                              (.ci/doccheck.py; CI=true also runs the long ones); make docs-fix rewrites what differs
 #   make format / make lint    swift-format over the sources (lint fails on any difference)
 
 STAGE_DIRS := $(sort $(wildcard Stages/[0-9]*-*))
@@ -12,7 +14,7 @@ STAGE_NUMBERS := $(sort $(foreach d,$(STAGE_DIRS),$(firstword $(subst -, ,$(notd
 STAGE ?= $(lastword $(STAGE_NUMBERS))
 SOURCES := Package.swift Stages Shared Tests
 
-.PHONY: deps build run test bench gradcheck plots diff format lint
+.PHONY: deps build run test bench gradcheck plots diff docs docs-fix format lint
 
 deps:
 	@bash .ci/deps
@@ -43,7 +45,14 @@ diff:
 	  test -n "$$from" || { echo "no stage $(FROM) under Stages/" >&2; exit 2; }; \
 	  test -n "$$to" || { echo "no stage $(TO) under Stages/ yet" >&2; exit 2; }; \
 	  git --no-pager diff --no-index --stat "$$from" "$$to"; \
-	  git diff --no-index "$$from" "$$to" || true
+	  test -n "$(STAT)" || git diff --no-index "$$from" "$$to" || true
+
+docs: build
+	python3 .ci/test_doccheck.py
+	python3 .ci/doccheck.py
+
+docs-fix: build
+	python3 .ci/doccheck.py --fix
 
 format:
 	swift format format --in-place --recursive $(SOURCES)
