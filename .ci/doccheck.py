@@ -251,6 +251,30 @@ def documents(root, files):
     return found
 
 
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def broken_links(path, lines, root):
+    """Every relative link of a document ([text](target)) must name a file or folder that exists: a moved file
+    breaks the documents that point at it, and this says where. Web links and anchors are not followed."""
+    found = []
+    base = os.path.dirname(os.path.join(root, path))
+    fenced = False
+    for number, line in enumerate(lines, 1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        if fenced:
+            continue
+        for target in LINK.findall(line):
+            if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+                continue
+            file = target.split("#")[0]
+            if file and not os.path.exists(os.path.normpath(os.path.join(base, file))):
+                found.append(f"{path}:{number}: the link to '{target}' names no file")
+    return found
+
+
 def main(argv):
     parser = argparse.ArgumentParser(description="Run the commands the documents show and compare their output.")
     parser.add_argument("files", nargs="*", help="documents to check, relative to --root (default: README.md, "
@@ -276,7 +300,7 @@ def main(argv):
             problems.append(f"{path}: cannot read: {error.strerror}")
             continue
         commands, found = parse(path, lines)
-        problems += found
+        problems += found + broken_links(path, lines, root)
         edits = []  # (first index, old length, new lines), applied bottom-up after the document's commands ran
         for command in commands:
             counts["commands"] += 1

@@ -152,6 +152,17 @@ class DoccheckTests(unittest.TestCase):
         self.assertEqual(status, 1, output)
         self.assertIn("doc.md:1: a console block without", output)
 
+    def test_a_link_to_a_missing_file_fails_naming_the_line(self):
+        os.mkdir(os.path.join(self.root, "Stages"))
+        with open(os.path.join(self.root, "Stages", "Engine.swift"), "w") as f:
+            f.write("")
+        self.write("[here](Stages/Engine.swift) and [web](https://example.com) and [up](#top)\n")
+        status, output = self.check()
+        self.assertEqual(status, 0, output)
+        self.write("one\n[gone](Stages/Kernels.swift#L3)\n")
+        status, output = self.check()
+        self.assertNotEqual(status, 0)
+        self.assertIn("doc.md:2: the link to 'Stages/Kernels.swift#L3' names no file", output)
 
 if __name__ == "__main__":
     result = unittest.TextTestRunner(verbosity=2).run(unittest.defaultTestLoader.loadTestsFromTestCase(DoccheckTests))

@@ -176,14 +176,10 @@ public final class MultiHeadAttention<Scalar: TensorScalar>: Layer {
     self.dropout = dropout
   }
 
-  @_specialize(where Scalar == Float)
-  @_specialize(where Scalar == Double)
   public func callAsFunction(_ x: Tensor<Scalar>) -> Tensor<Scalar> { attend(x, keyPadding: nil, cache: nil) }
 
   /// x [B, T, C] -> [B, T, C]. With a cache, x holds only the new positions: their keys and values are appended
   /// to the cache and the queries attend to everything cached so far.
-  @_specialize(where Scalar == Float)
-  @_specialize(where Scalar == Double)
   public func attend(_ x: Tensor<Scalar>, keyPadding: Tensor<Scalar>?, cache: LayerCache<Scalar>?) -> Tensor<Scalar> {
     let (b, t, c) = (x.shape[0], x.shape[1], x.shape[2])
     let d = c / heads

@@ -79,6 +79,8 @@ public func gpt2Initialization<Scalar: TensorScalar>(layers: Int, rng: SeededRNG
 /// x + attention(ln1(x)), then x + mlp(ln2(x)): pre-LayerNorm, as GPT-2. The MLP is 4x wide with GELU.
 /// Normalising the input of each branch (not the sum, as the original post-LN Transformer did) leaves the
 /// residual stream untouched from embedding to output, which keeps deep stacks trainable without warmup tricks.
+/// (The model calls its blocks, attention and MLP layers by their own types, never through `any Layer`, so the
+/// compiler specialises them for Float and Double without the `@_specialize` that `Sequential`'s layers need.)
 public final class Block<Scalar: TensorScalar>: Module {
   public let norm1: LayerNorm<Scalar>
   public let attention: MultiHeadAttention<Scalar>
@@ -112,8 +114,6 @@ public final class Block<Scalar: TensorScalar>: Module {
     dropout = drop
   }
 
-  @_specialize(where Scalar == Float)
-  @_specialize(where Scalar == Double)
   public func callAsFunction(
     _ x: Tensor<Scalar>, keyPadding: Tensor<Scalar>?, cache: LayerCache<Scalar>?
   ) -> Tensor<
@@ -165,8 +165,6 @@ public final class GPT<Scalar: TensorScalar>: Module {
 
   /// Logits [B, T, vocabulary] for tokens [B * T] in `batch` rows. With caches (one per block), the tokens are
   /// the next positions after those cached. `keyPadding` [B, T] marks padding tokens (1) no position may attend to.
-  @_specialize(where Scalar == Float)
-  @_specialize(where Scalar == Double)
   public func callAsFunction(
     _ tokens: [Int], batch: Int = 1, keyPadding: Tensor<Scalar>? = nil, caches: [LayerCache<Scalar>]? = nil
   ) -> Tensor<Scalar> {
