@@ -65,20 +65,19 @@ public func gemm<S: KernelScalar>(
 }
 
 /// The reference of `gemm`: C[i, j] = alpha * sum_p op(A)[i, p] op(B)[p, j] + beta * C[i, j], the textbook triple
-/// loop, with op(A)[i, p] = A[i * lda + p], or A[p * lda + i] transposed (and the same for B).
+/// loop. op(A)[i, p] is A[i * lda + p], or A[p * lda + i] transposed: element (i, p) is i * rowA + p * columnA
+/// apart from the start, with the two strides swapped by a transpose (and the same for B).
 @inlinable
 public func gemmReference<S: KernelScalar>(
   transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: S, a: UnsafePointer<S>, lda: Int,
   b: UnsafePointer<S>, ldb: Int, beta: S, c: UnsafeMutablePointer<S>, ldc: Int
 ) {
+  let (rowA, columnA) = transposeA ? (1, lda) : (lda, 1)
+  let (rowB, columnB) = transposeB ? (1, ldb) : (ldb, 1)
   for i in 0..<m {
     for j in 0..<n {
       var total: S = 0
-      for p in 0..<k {
-        let x = transposeA ? a[p * lda + i] : a[i * lda + p]
-        let y = transposeB ? b[j * ldb + p] : b[p * ldb + j]
-        total += x * y
-      }
+      for p in 0..<k { total += a[i * rowA + p * columnA] * b[p * rowB + j * columnB] }
       let cell = c + i * ldc + j
       cell.pointee = beta == 0 ? alpha * total : alpha * total + beta * cell.pointee
     }
@@ -86,6 +85,7 @@ public func gemmReference<S: KernelScalar>(
 }
 
 /// C[m, n] = A[m, k] @ B[k, n] on whole arrays: the definition, for tests and the chapter's timing.
+@inlinable
 public func naiveMatmul<S: KernelScalar>(_ a: [S], _ b: [S], m: Int, k: Int, n: Int) -> [S] {
   var c = [S](repeating: 0, count: m * n)
   a.withUnsafeBufferPointer { a in
