@@ -3,7 +3,7 @@
 #   make test                  every test, every stage (debug build, with Swift's run-time safety checks on)
 #   make bench [STAGE=N]       stage N's benchmark, in release
 #   make gradcheck [STAGE=N]   stage N's golden gradient checks as a table
-#   make plots                 run every stage's demo, which redraws Plots/
+#   make plots                 redraw every reference picture committed under Plots/ (a run writes to Plots/runs/)
 #   make diff FROM=N TO=M      what stage M adds to stage N (STAT=1: only the --stat summary)
 #   make docs                  run every command the READMEs and chapters show and compare what it prints
 #                              (.ci/doccheck.py; CI=true also runs the long ones); make docs-fix rewrites what differs
@@ -36,8 +36,22 @@ bench: build
 gradcheck: build
 	.build/release/stage$(STAGE) gradcheck
 
-plots: deps
-	@for n in $(STAGE_NUMBERS); do $(MAKE) --no-print-directory run STAGE=$$n || exit 1; done
+# The graph pictures committed under Plots/ (the chapters show some of them), as STAGE:EXAMPLE.
+GRAPHS := 1:neuron 1:micrograd 2:layer 2:mlp 4:block 4:attention
+
+# Every command writes to Plots/N-slug explicitly: without --plot-dir they write to the ignored Plots/runs/.
+plots: build
+	@for dir in $(STAGE_DIRS); do \
+	  n=$$(basename $$dir | cut -d- -f1); out=Plots/$$(basename $$dir); \
+	  echo "== stage$$n --plot-dir $$out"; .build/release/stage$$n --plot-dir $$out || exit 1; \
+	done
+	@echo "== stage3 compare --plot-dir Plots/3-layers-optimizers"
+	@.build/release/stage3 compare --plot-dir Plots/3-layers-optimizers
+	@for graph in $(GRAPHS); do \
+	  n=$${graph%%:*}; example=$${graph#*:}; out=Plots/$$(basename $$(ls -d Stages/$$n-*)); \
+	  echo "== stage$$n graph --example $$example --plot-dir $$out"; \
+	  .build/release/stage$$n graph --example $$example --plot-dir $$out || exit 1; \
+	done
 
 diff:
 	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make diff FROM=1 TO=2" >&2; exit 2; }

@@ -52,12 +52,31 @@ import Testing
   }
 
   @Test func graphWritesDOTWithDataAndGradients() throws {
-    let result = try run("graph", "--example", "neuron", "--out-dir", directory)
+    let result = try run("graph", "--example", "neuron", "--plot-dir", directory)
     #expect(result.status == 0)
     #expect(result.output.contains("neuron: 10 nodes"))
+    #expect(result.output.contains("wrote \(directory)/graph-neuron.dot"))
     let dot = try String(contentsOfFile: directory + "/graph-neuron.dot", encoding: .utf8)
     #expect(dot.hasPrefix("digraph G {"))
     #expect(dot.contains("o | data 0.7071 | grad 1.0"))  // tanh(0.8814) = 1/sqrt(2)
     #expect(dot.contains("x1 | data 2.0 | grad -1.5"))
+  }
+
+  @Test func graphHelpNamesTheFileItWritesAndTheOptionTrainUses() throws {
+    let help = try run("graph", "--help").output.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+    #expect(help.contains("--plot-dir <plot-dir> Where graph-EXAMPLE.dot (and .svg, .png"))
+    #expect(!help.contains("--out-dir"))
+  }
+
+  /// Without --plot-dir, runs write under Plots/runs/ (which git ignores), never over the committed references.
+  @Test func withoutPlotDirTheRunsWriteUnderPlotsRuns() throws {
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    let graph = try runTool(Self.executable, ["graph"], workingDirectory: directory)
+    let train = try runTool(Self.executable, ["train", "--steps", "2", "--hidden", "2"], workingDirectory: directory)
+    #expect(graph.status == 0 && train.status == 0)
+    for file in ["graph-neuron.dot", "loss.csv", "boundary-points.csv"] {
+      #expect(FileManager.default.fileExists(atPath: directory + "/Plots/runs/1-scalar-autograd/" + file), "\(file)")
+    }
+    #expect(!FileManager.default.fileExists(atPath: directory + "/Plots/1-scalar-autograd"))
   }
 }

@@ -57,8 +57,9 @@ import Testing
   }
 
   @Test func graphWritesDOTWithShapes() throws {
-    let result = try run("graph", "--example", "mlp", "--out-dir", directory)
+    let result = try run("graph", "--example", "mlp", "--plot-dir", directory)
     #expect(result.status == 0)
+    #expect(result.output.contains("wrote \(directory)/graph-mlp.dot"))
     #expect(result.output.contains("matmul"))
     let dot = try String(contentsOfFile: directory + "/graph-mlp.dot", encoding: .utf8)
     #expect(dot.hasPrefix("digraph G {"))

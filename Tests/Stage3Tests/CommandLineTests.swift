@@ -63,6 +63,14 @@ import Testing
     #expect(FileManager.default.fileExists(atPath: directory + "/compare.csv"))
   }
 
+  @Test func graphWritesIntoPlotDir() throws {
+    let result = try run("graph", "--example", "layernorm", "--plot-dir", directory)
+    #expect(result.status == 0)
+    #expect(result.output.contains("wrote \(directory)/graph-layernorm.dot"))
+    let dot = try String(contentsOfFile: directory + "/graph-layernorm.dot", encoding: .utf8)
+    #expect(dot.hasPrefix("digraph G {"))
+  }
+
   @Test func gradcheckPassesEveryCase() throws {
     let result = try run("gradcheck")
     #expect(result.status == 0)

@@ -52,6 +52,14 @@ import Testing
     #expect(badPrompt.errorOutput == "stage4: error: --prompt must be exactly 8 digits, got '12ab'\n")
   }
 
+  @Test func graphWritesIntoPlotDir() throws {
+    let result = try run("graph", "--example", "attention", "--plot-dir", directory)
+    #expect(result.status == 0)
+    #expect(result.output.contains("wrote \(directory)/graph-attention.dot"))
+    let dot = try String(contentsOfFile: directory + "/graph-attention.dot", encoding: .utf8)
+    #expect(dot.hasPrefix("digraph G {"))
+  }
+
   @Test func gradcheckPassesEveryCase() throws {
     let result = try run("gradcheck")
     #expect(result.status == 0)

@@ -42,6 +42,10 @@ func parseWidths(_ argument: String) throws -> [Int] {
   return widths
 }
 
+/// Where a run writes its plots unless told otherwise: a folder git ignores, so that trying the examples never
+/// touches the reference pictures committed in Plots/1-scalar-autograd, which only `make plots` redraws.
+let defaultPlotDir = "Plots/runs/1-scalar-autograd"
+
 // MARK: - train
 
 struct TrainCommand: ParsableCommand {
@@ -58,7 +62,7 @@ struct TrainCommand: ParsableCommand {
   var lr = 1.0
   @Option(help: "Hidden layer widths, comma-separated.", transform: parseWidths) var hidden = [16, 16]
   @Option(help: "Seed of the data and the initial weights.") var seed: UInt64 = 1337
-  @Option(help: "Where the curves and pictures go.") var plotDir = "Plots/1-scalar-autograd"
+  @Option(help: "Where the curves and pictures go.") var plotDir = defaultPlotDir
 
   func validate() throws {
     guard points >= 2 else { throw ValidationError("--points must be at least 2, got \(points)") }
@@ -105,7 +109,7 @@ struct TrainCommand: ParsableCommand {
     let chart = LineChart(
       title: "Stage 1: MLP \(sizes) on \(dataset.rawValue), hinge loss + L2", xLabel: "step", yLabel: "loss",
       y2Label: "training accuracy", table: table,
-      curves: [Curve("loss"), Curve("accuracy", title: "training accuracy", rightAxis: true)])
+      curves: [Curve("loss"), Curve("accuracy", title: "training accuracy", rightAxis: true, percent: true)])
     if let picture = terminalPlot(chart) { print(picture) }
     var report = try writeLineChart(chart, name: "loss", directory: plotDir)
     let grid = scoreGrid(result.model, result.data)
@@ -113,7 +117,8 @@ struct TrainCommand: ParsableCommand {
       title:
         "Stage 1: decision boundary on \(dataset.rawValue) (\(String(format: "%.0f", finalAccuracy * 100))% train)",
       xs: grid.xs, ys: grid.ys, values: grid.values,
-      points: zip(result.data.points, result.data.labels).map { ($0[0], $0[1], $1) }, coloring: .score(limit: 2))
+      points: zip(result.data.points, result.data.labels).map { ($0[0], $0[1], $1) }, coloring: .score(limit: 2),
+      xLabel: "input x1", yLabel: "input x2")
     report.merge(try writeDecisionBoundary(boundary, name: "boundary", directory: plotDir))
     print("wrote " + report.written.joined(separator: ", "))
     for note in report.notes { print("note: " + note) }
@@ -128,11 +133,11 @@ struct GraphCommand: ParsableCommand {
 
   @Option(help: "The expression: neuron (tanh(x1 w1 + x2 w2 + b)) or micrograd (its first test, at x = -4).")
   var example = GraphExample.neuron
-  @Option(help: "Where graph.dot (and graph.svg, graph.png when Graphviz is installed) go.")
-  var outDir = "Plots/1-scalar-autograd"
+  @Option(help: "Where graph-EXAMPLE.dot (and .svg, .png when Graphviz is installed) go.")
+  var plotDir = defaultPlotDir
 
   func run() throws {
-    try prepareOutputDirectory(outDir)
+    try prepareOutputDirectory(plotDir)
     let output = example.build()
     let order = output.topologicalOrder()
     print("\(example.rawValue): \(order.count) nodes; after backward(), in topological order:")
@@ -143,7 +148,7 @@ struct GraphCommand: ParsableCommand {
         "  \(name.padding(toLength: 6, withPad: " ", startingAt: 0)) \(op.padding(toLength: 6, withPad: " ", startingAt: 0)) "
           + "data \(String(format: "%9.4f", node.data))  grad \(String(format: "%9.4f", node.grad))")
     }
-    let base = outDir + "/graph-" + example.rawValue
+    let base = plotDir + "/graph-" + example.rawValue
     try writeAtomically(dotGraph(of: output), to: base + ".dot")
     var written = [base + ".dot"]
     if let dot = findExecutable("dot") {

@@ -61,6 +61,10 @@ func siblingStage(_ name: String) -> String? {
   return FileManager.default.isExecutableFile(atPath: path) ? path : nil
 }
 
+/// Where a run writes its plots unless told otherwise: a folder git ignores, so that trying the examples never
+/// touches the reference pictures committed in Plots/2-tensor-autograd, which only `make plots` redraws.
+let defaultPlotDir = "Plots/runs/2-tensor-autograd"
+
 // MARK: - train
 
 struct TrainCommand: ParsableCommand {
@@ -80,7 +84,7 @@ struct TrainCommand: ParsableCommand {
   @Option(help: "Hidden layer widths, comma-separated (demos: 16,16 and 64,64).", transform: parseWidths)
   var hidden: [Int]?
   @Option(help: "Seed of the data and the initial weights.") var seed: UInt64 = 1337
-  @Option(help: "Where the curves and pictures go.") var plotDir = "Plots/2-tensor-autograd"
+  @Option(help: "Where the curves and pictures go.") var plotDir = defaultPlotDir
   @OptionGroup var kernelOptions: KernelOptions
 
   func validate() throws {
@@ -155,7 +159,7 @@ struct TrainCommand: ParsableCommand {
     let chart = LineChart(
       title: "Stage 2: MLP \(sizes) on \(name), \(lossName) + L2", xLabel: "step", yLabel: "loss",
       y2Label: "training accuracy", logY: config.classes > 2, table: table,
-      curves: [Curve("loss"), Curve("accuracy", title: "training accuracy", rightAxis: true)])
+      curves: [Curve("loss"), Curve("accuracy", title: "training accuracy", rightAxis: true, percent: true)])
     if let picture = terminalPlot(chart) { print(picture) }
     var report = try writeLineChart(chart, name: "\(name)-loss", directory: plotDir)
     let grid = scoreGrid(result.model, result.data)
@@ -163,7 +167,8 @@ struct TrainCommand: ParsableCommand {
       title: "Stage 2: decision regions on \(name) (\(String(format: "%.0f", finalAccuracy * 100))% train)",
       xs: grid.xs, ys: grid.ys, values: grid.values,
       points: zip(result.data.points, result.data.labels).map { ($0[0], $0[1], $1) },
-      coloring: config.classes == 2 ? .score(limit: 2) : .classes(config.classes))
+      coloring: config.classes == 2 ? .score(limit: 2) : .classes(config.classes), xLabel: "input x1",
+      yLabel: "input x2")
     report.merge(try writeDecisionBoundary(boundary, name: "\(name)-boundary", directory: plotDir))
     print("wrote " + report.written.joined(separator: ", "))
     for note in report.notes { print("note: " + note) }
@@ -205,11 +210,11 @@ struct GraphCommand: ParsableCommand {
 
   @Option(help: "The graph: layer (tanh(x @ W + b) on 3 points) or mlp (a 2-4-1 MLP with the hinge loss).")
   var example = GraphExample.mlp
-  @Option(help: "Where graph-NAME.dot (and .svg, .png when Graphviz is installed) go.")
-  var outDir = "Plots/2-tensor-autograd"
+  @Option(help: "Where graph-EXAMPLE.dot (and .svg, .png when Graphviz is installed) go.")
+  var plotDir = defaultPlotDir
 
   func run() throws {
-    try prepareOutputDirectory(outDir)
+    try prepareOutputDirectory(plotDir)
     let output = example.build()
     let order = output.topologicalOrder()
     print("\(example.rawValue): \(order.count) tensors; after backward(), in topological order:")
@@ -221,7 +226,7 @@ struct GraphCommand: ParsableCommand {
           + "\(String(describing: node.shape).padding(toLength: 7, withPad: " ", startingAt: 0)) "
           + "data \(preview(node.storage))  grad \(node.gradStorage.map(preview) ?? "-")")
     }
-    let base = outDir + "/graph-" + example.rawValue
+    let base = plotDir + "/graph-" + example.rawValue
     try writeAtomically(dotGraph(of: output), to: base + ".dot")
     var written = [base + ".dot"]
     if let dot = findExecutable("dot") {

@@ -70,7 +70,7 @@ func historyChart(_ history: [EpochRecord], title: String) -> LineChart {
     title: title, xLabel: "epoch", yLabel: "loss", y2Label: "validation accuracy", logY: true, table: table,
     curves: [
       Curve("train_loss", title: "train loss"), Curve("validation_loss", title: "validation loss"),
-      Curve("validation_accuracy", title: "validation accuracy", rightAxis: true),
+      Curve("validation_accuracy", title: "validation accuracy", rightAxis: true, percent: true),
     ])
 }
 
@@ -80,6 +80,10 @@ func describe(_ r: EpochRecord, of epochs: Int) -> String {
     format: "epoch %*d/%d  train loss %.4f  validation loss %.4f  accuracy %5.1f%%  lr %.2e",
     String(epochs).count, r.epoch, epochs, r.trainLoss, r.validationLoss, r.validationAccuracy * 100, r.learningRate)
 }
+
+/// Where a run writes its plots unless told otherwise: a folder git ignores, so that trying the examples never
+/// touches the reference pictures committed in Plots/3-layers-optimizers, which only `make plots` redraws.
+let defaultPlotDir = "Plots/runs/3-layers-optimizers"
 
 // MARK: - train
 
@@ -107,7 +111,7 @@ struct TrainCommand: ParsableCommand {
   @Option(help: "Save a checkpoint (safetensors) here after every epoch.") var checkpoint: String?
   @Option(help: "Continue from this checkpoint (same options as the run that wrote it).") var resume: String?
   @Option(help: "The digits CSV (default: the copy in Shared/Datasets/Data).") var data: String?
-  @Option(help: "Where the curves go.") var plotDir = "Plots/3-layers-optimizers"
+  @Option(help: "Where the curves go.") var plotDir = defaultPlotDir
   @OptionGroup var kernelOptions: KernelOptions
 
   func validate() throws {
@@ -185,7 +189,7 @@ struct CompareCommand: ParsableCommand {
   @Option(parsing: .unconditional, help: "Epochs for each optimizer.") var epochs = 50
   @Option(help: "Seed of the initial weights, the batch order and dropout.") var seed: UInt64 = 1337
   @Option(help: "The digits CSV (default: the copy in Shared/Datasets/Data).") var data: String?
-  @Option(help: "Where the plot goes.") var plotDir = "Plots/3-layers-optimizers"
+  @Option(help: "Where the plot goes.") var plotDir = defaultPlotDir
   @OptionGroup var kernelOptions: KernelOptions
 
   func validate() throws {
@@ -236,11 +240,11 @@ struct GraphCommand: ParsableCommand {
 
   @Option(help: "The graph: mlp (a small classifier with its loss) or layernorm (one fused LayerNorm).")
   var example = GraphExample.mlp
-  @Option(help: "Where graph-NAME.dot (and .svg, .png when Graphviz is installed) go.")
-  var outDir = "Plots/3-layers-optimizers"
+  @Option(help: "Where graph-EXAMPLE.dot (and .svg, .png when Graphviz is installed) go.")
+  var plotDir = defaultPlotDir
 
   func run() throws {
-    try prepareOutputDirectory(outDir)
+    try prepareOutputDirectory(plotDir)
     let output = example.build()
     let order = output.topologicalOrder()
     print("\(example.rawValue): \(order.count) tensors; after backward(), in topological order:")
@@ -252,7 +256,7 @@ struct GraphCommand: ParsableCommand {
           + "\(String(describing: node.shape).padding(toLength: 7, withPad: " ", startingAt: 0)) "
           + "data \(preview(node.storage))  grad \(node.gradStorage.map(preview) ?? "-")")
     }
-    let base = outDir + "/graph-" + example.rawValue
+    let base = plotDir + "/graph-" + example.rawValue
     try writeAtomically(dotGraph(of: output), to: base + ".dot")
     var written = [base + ".dot"]
     if let dot = findExecutable("dot") {

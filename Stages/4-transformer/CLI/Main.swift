@@ -56,6 +56,10 @@ func parseDigits(_ text: String, length: Int) throws -> [Int] {
   return digits
 }
 
+/// Where a run writes its plots unless told otherwise: a folder git ignores, so that trying the examples never
+/// touches the reference pictures committed in Plots/4-transformer, which only `make plots` redraws.
+let defaultPlotDir = "Plots/runs/4-transformer"
+
 // MARK: - train
 
 struct TrainCommand: ParsableCommand {
@@ -75,7 +79,7 @@ struct TrainCommand: ParsableCommand {
   @Option(help: "Seed of the initial weights, the training sequences and dropout.") var seed: UInt64 = 1337
   @Option(help: "Save a checkpoint (safetensors) here at every evaluation.") var checkpoint: String?
   @Option(help: "Continue from this checkpoint (same model options as the run that wrote it).") var resume: String?
-  @Option(help: "Where the curves go.") var plotDir = "Plots/4-transformer"
+  @Option(help: "Where the curves go.") var plotDir = defaultPlotDir
   @OptionGroup var kernelOptions: KernelOptions
 
   func validate() throws {
@@ -160,7 +164,8 @@ struct TrainCommand: ParsableCommand {
       title: "Stage 4: a \(layers)-layer GPT learns to reverse \(config.task.length) digits", xLabel: "step",
       yLabel: "train loss", y2Label: "held-out exact match", logY: true, table: table,
       curves: [
-        Curve("train_loss", title: "train loss"), Curve("exact_match", title: "held-out exact match", rightAxis: true),
+        Curve("train_loss", title: "train loss"),
+        Curve("exact_match", title: "held-out exact match", rightAxis: true, percent: true),
       ])
     let report = try writeLineChart(chart, name: "reverse", directory: plotDir)
     print("wrote " + report.written.joined(separator: ", "))
@@ -233,11 +238,11 @@ struct GraphCommand: ParsableCommand {
 
   @Option(help: "The graph: block (one Transformer block on 3 tokens) or attention (one fused attention op).")
   var example = GraphExample.block
-  @Option(help: "Where graph-NAME.dot (and .svg, .png when Graphviz is installed) go.")
-  var outDir = "Plots/4-transformer"
+  @Option(help: "Where graph-EXAMPLE.dot (and .svg, .png when Graphviz is installed) go.")
+  var plotDir = defaultPlotDir
 
   func run() throws {
-    try prepareOutputDirectory(outDir)
+    try prepareOutputDirectory(plotDir)
     let output = example.build()
     let order = output.topologicalOrder()
     print("\(example.rawValue): \(order.count) tensors; after backward(), in topological order:")
@@ -249,7 +254,7 @@ struct GraphCommand: ParsableCommand {
           + "\(String(describing: node.shape).padding(toLength: 7, withPad: " ", startingAt: 0)) "
           + "data \(preview(node.storage))  grad \(node.gradStorage.map(preview) ?? "-")")
     }
-    let base = outDir + "/graph-" + example.rawValue
+    let base = plotDir + "/graph-" + example.rawValue
     try writeAtomically(dotGraph(of: output), to: base + ".dot")
     var written = [base + ".dot"]
     if let dot = findExecutable("dot") {
