@@ -1,20 +1,20 @@
 # Render with: gnuplot boundary.gp   (in this folder)
 set datafile separator ','
-set terminal pngcairo size 800,560
+set terminal pngcairo size 800,600
 set output 'boundary.png'
 set title 'Stage 1: decision boundary on moons (100% train)' noenhanced
+set xlabel 'input x1' noenhanced
+set ylabel 'input x2' noenhanced
 set xrange [-1.562445122163881:2.5852524132866197]
 set yrange [-1.250162886355191:1.6392517028649003]
 set size ratio -1
-unset key
+set key outside below center horizontal Left reverse noenhanced width 3 samplen 4 height 1
 set cbrange [-2.0:2.0]
 set cblabel 'model output'
 set palette defined (0 '#f4a582', 0.5 'white', 1 '#92c5de')
-set linetype 1 lc rgb '#b2182b'
-set linetype 2 lc rgb '#2166ac'
-set linetype 3 lc rgb '#1b7837'
-set linetype 4 lc rgb '#762a83'
-set linetype 5 lc rgb '#e08214'
-plot 'boundary-grid.csv' skip 1 using 1:2:3 with image, \
-     'boundary-points.csv' skip 1 using 1:2 with points pt 7 ps 1.3 lc rgb 'black', \
-     'boundary-points.csv' skip 1 using 1:2:(int($3)+1) with points pt 7 ps 0.9 lc variable
+plot 'boundary-grid.csv' skip 1 using 1:2:3 with image notitle, \
+     'boundary-points.csv' skip 1 using 1:2 with points pt 7 ps 1.3 lc rgb 'black' notitle, \
+     'boundary-points.csv' skip 1 using 1:($3 == 0 ? $2 : NaN) with points pt 7 ps 0.9 lc rgb '#b2182b' notitle, \
+     keyentry with points pt 7 ps 1.6 lc rgb '#b2182b' title 'class 0 (output < 0)', \
+     'boundary-points.csv' skip 1 using 1:($3 == 1 ? $2 : NaN) with points pt 7 ps 0.9 lc rgb '#2166ac' notitle, \
+     keyentry with points pt 7 ps 1.6 lc rgb '#2166ac' title 'class 1 (output > 0)'
