@@ -47,7 +47,10 @@ import Testing
     #expect(cached.output.split(separator: "\n").first == uncached.output.split(separator: "\n").first)
     let wrongShape = try run("sample", "--checkpoint", path, "--width", "32", "--prompt", "12345678")
     #expect(wrongShape.status != 0)
-    #expect(wrongShape.errorOutput.contains("does not fit this run"))
+    #expect(
+      wrongShape.errorOutput
+        == "stage4: error: --width 32 conflicts with the checkpoint: '\(path)' was made with --width 16 (leave --width out)\n"
+    )
     let badPrompt = try run("sample", "--checkpoint", path, "--width", "16", "--prompt", "12ab")
     #expect(badPrompt.errorOutput == "stage4: error: --prompt must be exactly 8 digits, got '12ab'\n")
   }

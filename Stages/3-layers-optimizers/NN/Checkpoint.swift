@@ -3,30 +3,33 @@ import Support
 
 /// Checkpoints: everything a training run needs to continue exactly where it stopped, in one safetensors file.
 /// "model.NAME" holds each parameter, "optimizer.KIND.NAME" each optimizer buffer, "rng" the shared generator's
-/// four words; the metadata holds the epoch, the optimizer's step count, the configuration that must match, and
-/// the history so far. A resumed run then draws the same batches and dropout masks and makes the same updates
+/// four words; the metadata holds the epoch, the optimizer's step count, the options the run was started with,
+/// and the history so far. A resumed run then draws the same batches and dropout masks and makes the same updates
 /// as the run that was never interrupted.
 
 // MARK: - Save
 
 extension Trainer {
+  /// The metadata "format" of this stage's checkpoints.
+  public static let checkpointFormat = "stage3-checkpoint"
+
   /// Writes the checkpoint atomically: an interrupted save leaves the previous file whole.
   public func save(to path: String) throws {
     var tensors: [String: SafeTensor] = [:]
     let named = model.namedParameters()
-    for (name, p) in named { tensors["model." + name] = SafeTensor(p.storage, shape: p.shape) }
+    for (name, p) in named { tensors["model." + name] = try SafeTensor(p.storage, shape: p.shape) }
     for (kind, buffers) in optimizer.state {
       for (name, p) in named {
         if let values = buffers[ObjectIdentifier(p)] {
-          tensors["optimizer.\(kind).\(name)"] = SafeTensor(values, shape: p.shape)
+          tensors["optimizer.\(kind).\(name)"] = try SafeTensor(values, shape: p.shape)
         }
       }
     }
     let s = random.rng.state
-    tensors["rng"] = SafeTensor([s.0, s.1, s.2, s.3], shape: [4])
-    let metadata = [
-      "format": "stage3-checkpoint", "epoch": String(epoch), "optimizer_steps": String(optimizer.stepCount),
-      "signature": config.signature, "history": historyCSV,
+    tensors["rng"] = try SafeTensor([s.0, s.1, s.2, s.3], shape: [4])
+    let metadata: [String: String] = [
+      "format": Self.checkpointFormat, "epoch": String(epoch), "optimizer_steps": String(optimizer.stepCount),
+      "options": config.commandLine, "history": historyCSV,
     ]
     try writeSafetensors(tensors, metadata: metadata, to: path)
   }
@@ -43,54 +46,79 @@ extension Trainer {
 // MARK: - Load
 
 extension Trainer {
-  /// Restores a checkpoint into this trainer, which must have been made with the same configuration. Anything
-  /// missing, extra, mis-shaped or from another configuration is a `UserError` saying what.
+  /// Restores the checkpoint at `path` (see `restore(from:)`).
   public func resume(from path: String) throws {
-    let (tensors, metadata) = try readSafetensors(path)
-    func fail(_ problem: String) -> UserError { UserError("checkpoint '\(path)' does not fit this run: \(problem)") }
-    guard metadata["format"] == "stage3-checkpoint", let epochText = metadata["epoch"], let epoch = Int(epochText),
-      let stepsText = metadata["optimizer_steps"], let steps = Int(stepsText), let historyText = metadata["history"]
-    else { throw UserError("'\(path)' is a safetensors file but not a stage 3 checkpoint") }
-    guard metadata["signature"] == config.signature else {
-      throw fail("it was made by \(metadata["signature"] ?? "?"), this run is \(config.signature)")
-    }
-    var expected = Set(tensors.keys)
-    let named = model.namedParameters()  // reflection once, not once per tensor of the file
-    let byName = Dictionary(uniqueKeysWithValues: named.map { ($0.name, $0.tensor) })
-    // Read everything first, then change the trainer: a bad file must leave the run untouched.
-    var parameters: [(Tensor<Float>, [Float])] = []
-    for (name, p) in named {
-      guard let saved = tensors["model." + name] else { throw fail("it has no tensor for parameter '\(name)'") }
-      guard saved.shape == p.shape, let values = saved.floats else {
-        throw fail("'\(name)' is \(saved.dtype.rawValue) \(saved.shape) there, F32 \(p.shape) here")
+    try restore(from: CheckpointReader(path: path, format: Self.checkpointFormat))
+  }
+
+  /// Restores a checkpoint into this trainer, which must have the options the checkpoint records (but for
+  /// --epochs: a run may be extended). Every field is checked before anything changes; a missing, extra,
+  /// mis-shaped, non-finite or inconsistent one is a `UserError` naming it, and the trainer is left as it was.
+  public func restore(from reader: CheckpointReader) throws {
+    let saved = try reader.options()
+    for (flag, value) in config.options where flag != "--epochs" {
+      guard let savedValue = saved.first(where: { $0.flag == flag })?.value else {
+        throw reader.error("metadata 'options' lacks \(flag)")
       }
-      parameters.append((p, values))
-      expected.remove("model." + name)
+      guard savedValue == value else {
+        throw reader.error("it was made with \(flag) \(savedValue), this run has \(flag) \(value)")
+      }
     }
-    var state: [String: [ObjectIdentifier: [Float]]] = [:]
-    for key in tensors.keys where key.hasPrefix("optimizer.") {
-      let parts = key.split(separator: ".", maxSplits: 2).map(String.init)
-      guard parts.count == 3, let p = byName[parts[2]],
-        let values = tensors[key]!.floats, values.count == p.count
-      else { throw fail("optimizer state '\(key)' belongs to no parameter of this model") }
-      state[parts[1], default: [:]][ObjectIdentifier(p)] = values
-      expected.remove(key)
+    if let extra = saved.first(where: { option in !config.options.contains { $0.flag == option.flag } }) {
+      throw reader.error("metadata 'options' has \(extra.flag), which this stage does not know")
     }
-    guard let rng = tensors["rng"]?.unsigned, rng.count == 4 else { throw fail("it has no generator state 'rng'") }
-    expected.remove("rng")
-    guard expected.isEmpty else { throw fail("it has tensors this model does not: \(expected.sorted())") }
-    let records = try historyText.split(separator: "\n").map { line -> EpochRecord in
-      let v = line.split(separator: ",").compactMap { Double($0) }
-      guard v.count == 5 else { throw fail("its history line '\(line)' is malformed") }
-      return EpochRecord(
-        epoch: Int(v[0]), trainLoss: v[1], validationLoss: v[2], validationAccuracy: v[3], learningRate: v[4])
+    let plannedText = saved.first { $0.flag == "--epochs" }?.value ?? ""
+    guard let planned = Int(plannedText), planned >= 1 else {
+      throw reader.error("metadata 'options' has --epochs '\(plannedText)', not a positive whole number")
     }
 
-    for (p, values) in parameters { p.storage = values }
+    let epoch = try reader.integer("epoch", in: 0...planned)
+    let records = try readHistory(reader)
+    guard epoch == records.count else {
+      throw reader.error("metadata 'epoch' is \(epoch), but metadata 'history' holds \(records.count) epochs")
+    }
+    let steps = try reader.integer("optimizer_steps", in: 0...Int(Int32.max))
+    guard steps == epoch * stepsPerEpoch else {
+      let expected = "\(epoch) epochs of \(stepsPerEpoch) steps make \(epoch * stepsPerEpoch)"
+      throw reader.error("metadata 'optimizer_steps' is \(steps), but \(expected)")
+    }
+
+    let named = model.namedParameters()  // reflection once, not once per tensor of the file
+    let parameters = try named.map { name, p in try reader.floats("model." + name, shape: p.shape) }
+    // Each kind of optimizer state exists for every parameter once the first step is taken, and not before.
+    var state: [String: [ObjectIdentifier: [Float]]] = [:]
+    for kind in steps > 0 ? optimizer.stateKinds : [] {
+      for (name, p) in named {
+        // Adam divides by the square root of exp_avg_sq, a running mean of squares: never negative.
+        let values = try reader.floats(
+          "optimizer.\(kind).\(name)", shape: p.shape, nonNegative: kind == "exp_avg_sq")
+        state[kind, default: [:]][ObjectIdentifier(p)] = values
+      }
+    }
+    let rng = try reader.generatorState("rng")
+    try reader.finish()
+
+    for ((_, p), values) in zip(named, parameters) { p.storage = values }
     optimizer.state = state
     optimizer.stepCount = steps
-    random.rng = SeededRNG(state: (rng[0], rng[1], rng[2], rng[3]))
+    random.rng = SeededRNG(state: rng)
     self.epoch = epoch
     history = records
+  }
+
+  /// The history: one line per epoch, numbered 1, 2, ..., with losses and rates a run can produce.
+  func readHistory(_ reader: CheckpointReader) throws -> [EpochRecord] {
+    let columns: [CheckpointReader.Column] = [
+      .init("epoch", 1...1e9), .init("train loss", 0...1e6), .init("validation loss", 0...1e6),
+      .init("validation accuracy", 0...1), .init("learning rate", 0...config.lr),
+    ]
+    let rows = try reader.table("history", columns: columns)
+    for (index, row) in rows.enumerated() where row[0] != Double(index + 1) {
+      throw reader.error("metadata 'history' line \(index + 1) is for epoch \(row[0]), not \(index + 1)")
+    }
+    return rows.map { v in
+      EpochRecord(
+        epoch: Int(v[0]), trainLoss: v[1], validationLoss: v[2], validationAccuracy: v[3], learningRate: v[4])
+    }
   }
 }
