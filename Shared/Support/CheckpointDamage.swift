@@ -40,7 +40,7 @@ public func damagedCopies(of file: [UInt8]) throws -> [CheckpointDamage] {
   }
   // What a refusal must name: a tensor in quotes (so that 'w' is not found inside 'w_renamed'), a metadata field
   // as the messages call it.
-  func tensor(_ name: String) -> String { "'\(name)'" }
+  func quoted(_ name: String) -> String { "'\(name)'" }
   func field(_ key: String) -> String { "metadata '\(key)'" }
 
   // Cut short in every region: inside the length field, inside the header, inside and at the end of each tensor.
@@ -89,18 +89,18 @@ public func damagedCopies(of file: [UInt8]) throws -> [CheckpointDamage] {
     for r in ranges where r != [range.lowerBound, range.upperBound] {
       add("offsets", "'\(name)' data_offsets \(r)", with("data_offsets", r), invalid)
     }
-    add("offsets", "'\(name)' without data_offsets", with("data_offsets", [range.lowerBound]), tensor(name))
+    add("offsets", "'\(name)' without data_offsets", with("data_offsets", [range.lowerBound]), quoted(name))
     // Every other dtype, and ones this reader does not know.
     for dtype in ["F32", "F64", "I64", "U64", "BF16", "F16", "I8", "x", ""] where dtype != tensors[name]!.dtype.rawValue
     {
-      add("dtype", "'\(name)' as \(dtype.isEmpty ? "an empty dtype" : dtype)", with("dtype", dtype), tensor(name))
+      add("dtype", "'\(name)' as \(dtype.isEmpty ? "an empty dtype" : dtype)", with("dtype", dtype), quoted(name))
     }
     // Shapes of the same size but another form, of another size, negative, and too large to count.
     let shape = tensors[name]!.shape
     var shapes: [[Int]] = [shape + [1], [1] + shape, Array(shape.reversed()), Array(shape.dropLast()), [-1]]
     shapes += [shape.map { -$0 }, [4_294_967_296, 4_294_967_296], [Int.max, 2]]
     for s in shapes where s != shape {
-      add("shape", "'\(name)' with shape \(s)", with("shape", s), tensor(name))
+      add("shape", "'\(name)' with shape \(s)", with("shape", s), quoted(name))
     }
   }
 
@@ -108,10 +108,10 @@ public func damagedCopies(of file: [UInt8]) throws -> [CheckpointDamage] {
   for name in tensors.keys.sorted() {
     var removed = tensors
     removed[name] = nil
-    add("tensor removed", "without '\(name)'", encodeSafetensors(removed, metadata: metadata), tensor(name))
+    add("tensor removed", "without '\(name)'", encodeSafetensors(removed, metadata: metadata), quoted(name))
     var renamed = removed
     renamed[name + "_renamed"] = tensors[name]
-    add("tensor renamed", "'\(name)' renamed", encodeSafetensors(renamed, metadata: metadata), tensor(name))
+    add("tensor renamed", "'\(name)' renamed", encodeSafetensors(renamed, metadata: metadata), quoted(name))
     let tensor = tensors[name]!
     if let values = tensor.floats, !values.isEmpty {
       for (index, value) in [(0, Float.nan), (values.count - 1, Float.infinity), (values.count / 2, -Float.infinity)] {
@@ -120,19 +120,19 @@ public func damagedCopies(of file: [UInt8]) throws -> [CheckpointDamage] {
         bad[index] = value
         changed[name] = try SafeTensor(bad, shape: tensor.shape)
         add(
-          "non-finite", "'\(name)'[\(index)] = \(value)", encodeSafetensors(changed, metadata: metadata), tensor(name))
+          "non-finite", "'\(name)'[\(index)] = \(value)", encodeSafetensors(changed, metadata: metadata), quoted(name))
       }
     }
     if let words = tensor.unsigned {
       var changed = tensors
       changed[name] = try SafeTensor([UInt64](repeating: 0, count: words.count), shape: tensor.shape)
-      add("non-finite", "'\(name)' all zeros", encodeSafetensors(changed, metadata: metadata), tensor(name))
+      add("non-finite", "'\(name)' all zeros", encodeSafetensors(changed, metadata: metadata), quoted(name))
     }
   }
   for extra in ["extra", "model.extra", "optimizer.extra"] {
     var added = tensors
     added[extra] = try SafeTensor([Float(1)], shape: [1])
-    add("extra tensor", "an extra tensor '\(extra)'", encodeSafetensors(added, metadata: metadata), tensor(extra))
+    add("extra tensor", "an extra tensor '\(extra)'", encodeSafetensors(added, metadata: metadata), quoted(extra))
   }
 
   // Every metadata field removed or made hostile, and one the checkpoint does not have.

@@ -15,6 +15,11 @@ extension Trainer {
 
   /// Writes the checkpoint atomically: an interrupted save leaves the previous file whole.
   public func save(to path: String) throws {
+    try writeAtomically(Data(checkpointBytes()), to: path)
+  }
+
+  /// The checkpoint as the bytes of a safetensors file.
+  public func checkpointBytes() throws -> [UInt8] {
     var tensors: [String: SafeTensor] = [:]
     let named = model.namedParameters()
     for (name, p) in named { tensors["model." + name] = try SafeTensor(p.storage, shape: p.shape) }
@@ -31,7 +36,7 @@ extension Trainer {
       "format": Self.checkpointFormat, "epoch": String(epoch), "optimizer_steps": String(optimizer.stepCount),
       "options": config.commandLine, "history": historyCSV,
     ]
-    try writeSafetensors(tensors, metadata: metadata, to: path)
+    return encodeSafetensors(tensors, metadata: metadata)
   }
 
   /// The epochs so far as CSV lines (epoch, train loss, validation loss, validation accuracy, learning rate).

@@ -15,6 +15,11 @@ extension Trainer {
 
   /// Writes the checkpoint atomically: an interrupted save leaves the previous file whole.
   public func save(to path: String) throws {
+    try writeAtomically(Data(checkpointBytes()), to: path)
+  }
+
+  /// The checkpoint as the bytes of a safetensors file.
+  public func checkpointBytes() throws -> [UInt8] {
     var tensors: [String: SafeTensor] = [:]
     let named = model.namedParameters()
     for (name, p) in named { tensors["model." + name] = try SafeTensor(p.storage, shape: p.shape) }
@@ -31,7 +36,7 @@ extension Trainer {
       "format": Self.checkpointFormat, "step": String(step), "optimizer_steps": String(optimizer.stepCount),
       "options": config.commandLine, "history": historyCSV,
     ]
-    try writeSafetensors(tensors, metadata: metadata, to: path)
+    return encodeSafetensors(tensors, metadata: metadata)
   }
 
   /// The evaluations so far as CSV lines (step, train loss, held-out exact match).
@@ -104,15 +109,18 @@ extension Trainer {
   /// run that has taken a step has evaluated (the command line saves at evaluations).
   func readHistory(_ reader: CheckpointReader, step: Int) throws -> [StepRecord] {
     let columns: [CheckpointReader.Column] = [
-      .init("step", 1...Double(max(step, 1))), .init("train loss", 0...1e6), .init("exact match", 0...1),
+      .init("step", 1...1e9), .init("train loss", 0...1e6), .init("exact match", 0...1),
     ]
     let rows = try reader.table("history", columns: columns)
     guard (step == 0) == rows.isEmpty else {
       throw reader.error("metadata 'history' has \(rows.count) evaluations at step \(step)")
     }
-    for (index, row) in rows.enumerated()
-    where row[0] != row[0].rounded() || (index > 0 && row[0] <= rows[index - 1][0]) {
-      throw reader.error("metadata 'history' line \(index + 1) is for step \(row[0]), not a step after the line before")
+    for (index, row) in rows.enumerated() {
+      let line = "metadata 'history' line \(index + 1) is for step \(row[0])"
+      guard row[0] == row[0].rounded(), index == 0 || row[0] > rows[index - 1][0] else {
+        throw reader.error(line + ", not a whole step after the line before")
+      }
+      guard row[0] <= Double(step) else { throw reader.error(line + ", past metadata 'step' \(step)") }
     }
     return rows.map { v in StepRecord(step: Int(v[0]), loss: v[1], exactMatch: v[2]) }
   }
