@@ -77,6 +77,52 @@ import Testing
     #expect(message(overlapping).contains("overlap or leave a hole"))
   }
 
+  /// A file holding one tensor whose header entry is `entry` (JSON), over `data`.
+  func file(entry: String, data: [UInt8]) -> [UInt8] {
+    var header = Array("{\"t\":\(entry)}".utf8)
+    while header.count % 8 != 0 { header.append(0x20) }
+    let length = (0..<8).map { UInt8(truncatingIfNeeded: UInt64(header.count) >> (8 * UInt64($0))) }
+    return length + header + data
+  }
+
+  func message(_ bytes: [UInt8]) -> String {
+    do {
+      _ = try decodeSafetensors(bytes, source: "x.safetensors")
+      return "no error"
+    } catch { return "\(error)" }
+  }
+
+  @Test func aShapeWhoseSizeOverflowsIsACleanError() {
+    let huge = file(
+      entry: #"{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,16]}"#,
+      data: .init(repeating: 0, count: 16))
+    #expect(
+      message(huge)
+        == "'x.safetensors' is not a valid safetensors file: 't' has shape [4294967296, 4294967296], more elements than any file can hold"
+    )
+    // The element count fits, the byte count does not.
+    let bytes = file(
+      entry: #"{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,8]}"#, data: .init(repeating: 0, count: 8)
+    )
+    #expect(message(bytes).hasSuffix("'t' has 8 bytes for F64 of shape [2305843009213693952]"))
+    #expect(elementCount([4_294_967_296, 4_294_967_296]) == nil)
+    #expect(elementCount([Int.max, 1]) == Int.max && elementCount([]) == 1 && elementCount([3, 0, -1]) == nil)
+  }
+
+  @Test func bytesThatDoNotFitTheirDtypeAreAnErrorNotATrap() {
+    // The dtype sizes are what every check rests on; a wrong one must fail a test, not end the test process.
+    #expect(SafeTensor.DType.f32.size == 4 && SafeTensor.DType.f64.size == 8)
+    #expect(SafeTensor.DType.i64.size == 8 && SafeTensor.DType.u64.size == 8)
+    #expect(throws: UserError.self) { try SafeTensor(dtype: .f32, shape: [2], bytes: [0, 0, 0, 0, 0, 0, 0]) }
+    #expect(throws: UserError.self) { try SafeTensor(dtype: .u64, shape: [1], bytes: [0, 0, 0, 0]) }
+    #expect(throws: UserError.self) { try SafeTensor(dtype: .f32, shape: [Int.max, 2], bytes: []) }
+    let short = file(entry: #"{"dtype":"U64","shape":[2],"data_offsets":[0,12]}"#, data: .init(repeating: 0, count: 12))
+    #expect(message(short).hasSuffix("'t' has 12 bytes for U64 of shape [2]"))
+    let unknown = file(
+      entry: #"{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}"#, data: .init(repeating: 0, count: 4))
+    #expect(message(unknown).hasSuffix("'t' has dtype BF16; this reader knows F32, F64, I64, U64"))
+  }
+
   @Test func aMissingFileIsACleanError() {
     #expect(throws: UserError.self) { try readSafetensors(directory + "/none.safetensors") }
   }
