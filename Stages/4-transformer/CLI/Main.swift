@@ -240,13 +240,13 @@ struct SampleCommand: ResumableCommand {
   }
 
   func run() throws {
+    let digits = try parseDigits(prompt, length: TrainConfig().task.length)
     // The model is the one the checkpoint's options describe; a shape given here must agree with it.
     let saved = try CheckpointReader(path: checkpoint, format: Trainer.checkpointFormat)
     let options = try saved.options()
     let shape = options.filter { option in recordedOptions.contains { $0.flag == option.flag } }
     _ = try Self.resuming(shape, source: checkpoint, required: ["--checkpoint", checkpoint])
     let config = try TrainCommand.resuming(options, source: checkpoint, arguments: []).config
-    let digits = try parseDigits(prompt, length: config.task.length)
     let trainer = Trainer(config, heldOutCount: 0)
     try trainer.restore(from: saved)
     let sampling = Sampling(temperature: temperature, topK: topK, topP: topP)
