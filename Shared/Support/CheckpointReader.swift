@@ -114,6 +114,28 @@ public final class CheckpointReader {
     return options
   }
 
+  /// Checks that the run was started with the options `expected` (a run's own, as `options` spells them), all
+  /// but `length` (--epochs, --steps: a run may be extended), and returns the recorded `length`.
+  public func requireOptions(_ expected: [(flag: String, value: String)], length: String) throws -> Int {
+    let saved = try options()
+    for (flag, value) in expected where flag != length {
+      guard let savedValue = saved.first(where: { $0.flag == flag })?.value else {
+        throw error("metadata 'options' lacks \(flag)")
+      }
+      guard savedValue == value else {
+        throw error("it was made with \(flag) \(savedValue), this run has \(flag) \(value)")
+      }
+    }
+    if let extra = saved.first(where: { option in !expected.contains { $0.flag == option.flag } }) {
+      throw error("metadata 'options' has \(extra.flag), which this run does not know")
+    }
+    let text = saved.first { $0.flag == length }?.value ?? ""
+    guard let planned = Int(text), planned >= 1 else {
+      throw error("metadata 'options' has \(length) '\(text)', not a positive whole number")
+    }
+    return planned
+  }
+
   /// One column of a `table`: its name and the range every value must lie in.
   public struct Column {
     public let name: String

@@ -58,23 +58,7 @@ extension Trainer {
   /// --steps: a run may be extended). Every field is checked before anything changes; a missing, extra,
   /// mis-shaped, non-finite or inconsistent one is a `UserError` naming it, and the trainer is left as it was.
   public func restore(from reader: CheckpointReader) throws {
-    let saved = try reader.options()
-    for (flag, value) in config.options where flag != "--steps" {
-      guard let savedValue = saved.first(where: { $0.flag == flag })?.value else {
-        throw reader.error("metadata 'options' lacks \(flag)")
-      }
-      guard savedValue == value else {
-        throw reader.error("it was made with \(flag) \(savedValue), this run has \(flag) \(value)")
-      }
-    }
-    if let extra = saved.first(where: { option in !config.options.contains { $0.flag == option.flag } }) {
-      throw reader.error("metadata 'options' has \(extra.flag), which this stage does not know")
-    }
-    let plannedText = saved.first { $0.flag == "--steps" }?.value ?? ""
-    guard let planned = Int(plannedText), planned >= 1 else {
-      throw reader.error("metadata 'options' has --steps '\(plannedText)', not a positive whole number")
-    }
-
+    let planned = try reader.requireOptions(config.options, length: "--steps")
     let step = try reader.integer("step", in: 0...planned)
     let records = try readHistory(reader, step: step)
     let steps = try reader.integer("optimizer_steps", in: 0...Int(Int32.max))
