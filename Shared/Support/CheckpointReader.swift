@@ -161,7 +161,7 @@ public final class CheckpointReader {
       var row: [Double] = []
       for (field, column) in zip(fields, columns) {
         guard let value = Double(field), column.range.contains(value) else {
-          let bounds = "from \(column.range.lowerBound) to \(column.range.upperBound)"
+          let bounds = "from \(plain(column.range.lowerBound)) to \(plain(column.range.upperBound))"
           throw error("metadata '\(key)' line \(number + 1): \(column.name) is '\(field)', not a number \(bounds)")
         }
         row.append(value)
@@ -183,4 +183,9 @@ public final class CheckpointReader {
       throw error("unexpected metadata '\(key)'")
     }
   }
+}
+
+/// A bound as a person writes it: 1000000, not 1000000.0.
+private func plain(_ value: Double) -> String {
+  value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(value)
 }
