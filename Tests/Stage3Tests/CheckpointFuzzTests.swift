@@ -102,7 +102,7 @@ import Testing
     }
     for epochs in ["0", "1", "-3", "x"] {
       let text = metadata["options"]!.replacingOccurrences(of: "--epochs 3", with: "--epochs \(epochs)")
-      let mustName = epochs == "1" ? "metadata 'epoch'" : "--epochs"
+      let mustName = epochs == "1" ? "past the end of the run it records (--epochs 1)" : "--epochs"
       add("options", "--epochs \(epochs)", withMetadata { $0["options"] = text }, mustName)
     }
     add("options", "an unknown option", withMetadata { $0["options"]! += " --momentum 0.9" }, "--momentum")

@@ -110,7 +110,7 @@ import Testing
     }
     for steps in ["0", "3", "-3", "x"] {
       let text = metadata["options"]!.replacingOccurrences(of: "--steps 6", with: "--steps \(steps)")
-      let mustName = steps == "3" ? "metadata 'step'" : "--steps"
+      let mustName = steps == "3" ? "past the end of the run it records (--steps 3)" : "--steps"
       add("options", "--steps \(steps)", withMetadata { $0["options"] = text }, mustName)
     }
     add("options", "an unknown option", withMetadata { $0["options"]! += " --momentum 0.9" }, "--momentum")

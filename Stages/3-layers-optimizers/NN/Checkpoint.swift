@@ -61,7 +61,10 @@ extension Trainer {
   /// mis-shaped, non-finite or inconsistent one is a `UserError` naming it, and the trainer is left as it was.
   public func restore(from reader: CheckpointReader) throws {
     let planned = try reader.requireOptions(config.options, length: "--epochs")
-    let epoch = try reader.integer("epoch", in: 0...planned)
+    let epoch = try reader.integer("epoch", in: 0...Int(Int32.max))
+    guard epoch <= planned else {
+      throw reader.error("metadata 'epoch' is \(epoch), past the end of the run it records (--epochs \(planned))")
+    }
     let records = try readHistory(reader)
     guard epoch == records.count else {
       throw reader.error("metadata 'epoch' is \(epoch), but metadata 'history' holds \(records.count) epochs")
@@ -103,7 +106,8 @@ extension Trainer {
     ]
     let rows = try reader.table("history", columns: columns)
     for (index, row) in rows.enumerated() where row[0] != Double(index + 1) {
-      throw reader.error("metadata 'history' line \(index + 1) is for epoch \(row[0]), not \(index + 1)")
+      let epoch = String(format: "%g", row[0])
+      throw reader.error("metadata 'history' line \(index + 1) is for epoch \(epoch), not \(index + 1)")
     }
     return rows.map { v in
       EpochRecord(

@@ -59,7 +59,10 @@ extension Trainer {
   /// mis-shaped, non-finite or inconsistent one is a `UserError` naming it, and the trainer is left as it was.
   public func restore(from reader: CheckpointReader) throws {
     let planned = try reader.requireOptions(config.options, length: "--steps")
-    let step = try reader.integer("step", in: 0...planned)
+    let step = try reader.integer("step", in: 0...Int(Int32.max))
+    guard step <= planned else {
+      throw reader.error("metadata 'step' is \(step), past the end of the run it records (--steps \(planned))")
+    }
     let records = try readHistory(reader, step: step)
     let steps = try reader.integer("optimizer_steps", in: 0...Int(Int32.max))
     guard steps == step else {
@@ -100,7 +103,7 @@ extension Trainer {
       throw reader.error("metadata 'history' has \(rows.count) evaluations at step \(step)")
     }
     for (index, row) in rows.enumerated() {
-      let line = "metadata 'history' line \(index + 1) is for step \(row[0])"
+      let line = "metadata 'history' line \(index + 1) is for step \(String(format: "%g", row[0]))"
       guard row[0] == row[0].rounded(), index == 0 || row[0] > rows[index - 1][0] else {
         throw reader.error(line + ", not a whole step after the line before")
       }
