@@ -98,10 +98,13 @@ extension Trainer {
     history = records
   }
 
+  /// A loss is finite and at most the largest Float, the type training computes it in (so not 1e300).
+  var largestLoss: Double { Double(Float.greatestFiniteMagnitude) }
+
   /// The history: one line per epoch, numbered 1, 2, ..., with losses and rates a run can produce.
   func readHistory(_ reader: CheckpointReader) throws -> [EpochRecord] {
     let columns: [CheckpointReader.Column] = [
-      .init("epoch", 1...1e9), .init("train loss", 0...1e6), .init("validation loss", 0...1e6),
+      .init("epoch", 1...1e9), .init("train loss", 0...largestLoss), .init("validation loss", 0...largestLoss),
       .init("validation accuracy", 0...1), .init("learning rate", 0...config.lr),
     ]
     let rows = try reader.table("history", columns: columns)

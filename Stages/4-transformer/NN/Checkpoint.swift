@@ -92,11 +92,14 @@ extension Trainer {
     history = records
   }
 
+  /// A loss is finite and at most the largest Float, the type training computes it in (so not 1e300).
+  var largestLoss: Double { Double(Float.greatestFiniteMagnitude) }
+
   /// The history: the evaluations at steps 1 to `step`, in order, with losses and shares a run can produce. A
   /// run that has taken a step has evaluated (the command line saves at evaluations).
   func readHistory(_ reader: CheckpointReader, step: Int) throws -> [StepRecord] {
     let columns: [CheckpointReader.Column] = [
-      .init("step", 1...1e9), .init("train loss", 0...1e6), .init("exact match", 0...1),
+      .init("step", 1...1e9), .init("train loss", 0...largestLoss), .init("exact match", 0...1),
     ]
     let rows = try reader.table("history", columns: columns)
     guard (step == 0) == rows.isEmpty else {
