@@ -103,9 +103,10 @@ extension Trainer {
 
   /// The history: one line per epoch, numbered 1, 2, ..., with losses and rates a run can produce.
   func readHistory(_ reader: CheckpointReader) throws -> [EpochRecord] {
+    // The schedule's factor is at most 1: no recorded rate is above --lr (but for rounding).
     let columns: [CheckpointReader.Column] = [
       .init("epoch", 1...1e9), .init("train loss", 0...largestLoss), .init("validation loss", 0...largestLoss),
-      .init("validation accuracy", 0...1), .init("learning rate", 0...config.lr),
+      .init("validation accuracy", 0...1), .init("learning rate", 0...(config.lr * (1 + 1e-12))),
     ]
     let rows = try reader.table("history", columns: columns)
     for (index, row) in rows.enumerated() where row[0] != Double(index + 1) {
