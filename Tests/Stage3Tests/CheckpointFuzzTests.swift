@@ -80,7 +80,10 @@ import Testing
     add("history", "history with a field too many", withMetadata { $0["history"]! += ",1" }, "metadata 'history'")
     add("history", "an empty history", withMetadata { $0["history"] = "" }, "metadata 'history'")
     // Counts that disagree with the history and with each other.
-    for (key, value) in [("epoch", "1"), ("epoch", "3"), ("optimizer_steps", "79"), ("optimizer_steps", "81")] {
+    let counts = [
+      ("epoch", "1"), ("epoch", "3"), ("optimizer_steps", "79"), ("optimizer_steps", "81"), ("train_examples", "1257"),
+    ]
+    for (key, value) in counts {
       add("counts", "\(key) = \(value)", withMetadata { $0[key] = value }, "metadata '\(key)'")
     }
     // Every option changed to another valid value, dropped, or joined by one this stage does not have.

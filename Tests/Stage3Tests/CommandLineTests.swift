@@ -72,7 +72,7 @@ import Testing
     let path = directory + "/short.safetensors"
     let first = try run("train", "--epochs", "1", "--hidden", "8", "--checkpoint", path, "--plot-dir", directory)
     #expect(first.status == 0, "\(first.errorOutput)")
-    let refusals: [([String], String)] = [
+    var refusals: [([String], String)] = [
       (
         ["--lr", "0.01"], "--lr 0.01 conflicts with the checkpoint: '\(path)' was made with --lr 0.003 (leave --lr out)"
       ),
@@ -89,6 +89,15 @@ import Testing
       ([], "'\(path)' is at epoch 1 already: --epochs 1 leaves nothing to train (ask for more)"),
       (["--epochs", "1"], "'\(path)' is at epoch 1 already: --epochs 1 leaves nothing to train"),
     ]
+    // Another data set of another size: the epochs would have other steps.
+    let lines = try String(contentsOfFile: Digits.defaultPath, encoding: .utf8).split(separator: "\n").prefix(1000)
+    let smaller = directory + "/smaller.csv"
+    try writeAtomically(lines.joined(separator: "\n") + "\n", to: smaller)
+    refusals.append(
+      (
+        ["--data", smaller, "--epochs", "2"],
+        "checkpoint '\(path)': metadata 'train_examples' is 1258: it was trained on 1258 examples"
+      ))
     for (arguments, message) in refusals {
       let result = try runTool(Self.executable, ["train", "--resume", path, "--plot-dir", directory] + arguments)
       #expect(result.status != 0)

@@ -4,8 +4,8 @@ import Support
 /// Checkpoints: everything a training run needs to continue exactly where it stopped, in one safetensors file.
 /// "model.NAME" holds each parameter, "optimizer.KIND.NAME" each optimizer buffer, "rng" the shared generator's
 /// four words; the metadata holds the epoch, the optimizer's step count, the options the run was started with,
-/// and the history so far. A resumed run then draws the same batches and dropout masks and makes the same updates
-/// as the run that was never interrupted.
+/// the size of its training set, and the history so far. A resumed run then draws the same batches and dropout
+/// masks and makes the same updates as the run that was never interrupted.
 
 // MARK: - Save
 
@@ -34,7 +34,7 @@ extension Trainer {
     tensors["rng"] = try SafeTensor([s.0, s.1, s.2, s.3], shape: [4])
     let metadata: [String: String] = [
       "format": Self.checkpointFormat, "epoch": String(epoch), "optimizer_steps": String(optimizer.stepCount),
-      "options": config.commandLine, "history": historyCSV,
+      "options": config.commandLine, "history": historyCSV, "train_examples": String(data.train.count),
     ]
     return encodeSafetensors(tensors, metadata: metadata)
   }
@@ -61,6 +61,12 @@ extension Trainer {
   /// mis-shaped, non-finite or inconsistent one is a `UserError` naming it, and the trainer is left as it was.
   public func restore(from reader: CheckpointReader) throws {
     let planned = try reader.requireOptions(config.options, length: "--epochs")
+    // The data is not an option with a value to compare, but its size decides the steps of an epoch.
+    let examples = try reader.integer("train_examples", in: 0...Int(Int32.max))
+    guard examples == data.train.count else {
+      let here = "this run's data has \(data.train.count) (another --data?)"
+      throw reader.error("metadata 'train_examples' is \(examples): it was trained on \(examples) examples, \(here)")
+    }
     let epoch = try reader.integer("epoch", in: 0...Int(Int32.max))
     guard epoch <= planned else {
       throw reader.error("metadata 'epoch' is \(epoch), past the end of the run it records (--epochs \(planned))")
