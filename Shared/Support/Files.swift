@@ -23,6 +23,7 @@ public func prepareOutputDirectory(_ path: String) throws {
       throw UserError("cannot create directory '\(path)'")
     }
   }
+  removeStaleTemporaries(of: "write-probe", in: path)  // a run killed between creating and removing its probe
   let probe = path + "/" + temporaryName(for: "write-probe")
   guard let problem = tryCreating(probe) else { return }
   throw UserError("directory '\(path)' is not writable (\(problem))")
