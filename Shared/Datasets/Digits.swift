@@ -18,6 +18,7 @@ public struct Digits: Sendable {
   /// the line.
   public init(path: String = Digits.defaultPath) throws {
     guard let data = FileManager.default.contents(atPath: path) else { throw UserError("cannot read '\(path)'") }
+    markAsInput(path)  // no output of this run may replace it
     var images: [[Double]] = []
     var labels: [Int] = []
     for (number, line) in String(decoding: data, as: UTF8.self).split(separator: "\n").enumerated() {

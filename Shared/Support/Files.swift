@@ -1,7 +1,17 @@
 import Foundation
 
-/// Makes `path` a directory the run can write into, or says in one line why it cannot.
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+// MARK: - Output paths, checked before the work starts
+
+/// Makes `path` a directory the run can write into, or says in one line why it cannot. Writability is tried, not
+/// asked: `access(2)` says yes to root for a directory under /proc that refuses every new file.
 public func prepareOutputDirectory(_ path: String) throws {
+  guard !path.isEmpty else { throw UserError("the output directory is an empty path") }
   let files = FileManager.default
   var isDirectory: ObjCBool = false
   if files.fileExists(atPath: path, isDirectory: &isDirectory) {
@@ -13,19 +23,147 @@ public func prepareOutputDirectory(_ path: String) throws {
       throw UserError("cannot create directory '\(path)'")
     }
   }
-  guard files.isWritableFile(atPath: path) else { throw UserError("directory '\(path)' is not writable") }
+  removeStaleTemporaries(of: "write-probe", in: path)  // a run killed between creating and removing its probe
+  let probe = path + "/" + temporaryName(for: "write-probe")
+  guard let problem = tryCreating(probe) else { return }
+  throw UserError("directory '\(path)' is not writable (\(problem))")
 }
 
-/// Writes `contents` to `path` atomically: a temporary file beside it, then a rename, so that a reader never
-/// sees half a file and a failed write loses nothing that was there before.
-public func writeAtomically(_ contents: Data, to path: String) throws {
-  let temporary = path + ".tmp-\(getpid())"
-  guard FileManager.default.createFile(atPath: temporary, contents: contents) else {
-    throw UserError("cannot write '\(path)'")
+/// Checks, before any work, that the run can write the file `path` named by `option` (such as "--checkpoint"):
+/// not empty, not a directory, in a directory that exists or can be made and takes a new file, and not one of the
+/// run's inputs (`markAsInput`). The probe is a real file, created and removed at once.
+public func prepareOutputFile(_ path: String, option: String) throws {
+  guard !path.isEmpty else { throw UserError("\(option) is an empty path") }
+  var isDirectory: ObjCBool = false
+  if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+    throw UserError("\(option) '\(path)' is a directory; it needs a file name")
   }
-  guard rename(temporary, path) == 0 else {
-    try? FileManager.default.removeItem(atPath: temporary)
-    throw UserError("cannot write '\(path)'")
+  try refuseOverwritingInput(path, option: option)
+  let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+  do {
+    try prepareOutputDirectory(directory)
+  } catch {
+    throw UserError("\(option) '\(path)': \(error)")
+  }
+  let probe = directory + "/" + temporaryName(for: URL(fileURLWithPath: path).lastPathComponent)
+  if let problem = tryCreating(probe) { throw UserError("\(option): cannot write '\(path)' (\(problem))") }
+}
+
+/// Creates and removes `path`; nil on success, else the system's reason.
+private func tryCreating(_ path: String) -> String? {
+  let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+  guard descriptor >= 0 else { return String(cString: strerror(errno)) }
+  close(descriptor)
+  unlink(path)
+  return nil
+}
+
+// MARK: - Inputs are never overwritten
+
+/// The files this process reads as data, by device and inode, so that a hard link, a symbolic link or another
+/// spelling of the same path is still recognised.
+private final class InputFiles: @unchecked Sendable {
+  private let lock = NSLock()
+  private var files: [FileIdentity: String] = [:]
+
+  func add(_ path: String) {
+    guard let identity = FileIdentity(path) else { return }
+    lock.withLock { files[identity] = path }
+  }
+
+  func input(sameAs path: String) -> String? {
+    guard let identity = FileIdentity(path) else { return nil }
+    return lock.withLock { files[identity] }
+  }
+}
+
+private struct FileIdentity: Hashable {
+  let device: UInt64
+  let inode: UInt64
+
+  init?(_ path: String) {
+    var info = stat()
+    guard stat(path, &info) == 0 else { return nil }
+    device = UInt64(info.st_dev)
+    inode = UInt64(info.st_ino)
+  }
+}
+
+private let inputFiles = InputFiles()
+
+/// Records that the run reads `path` as input data: every later write through this file's functions refuses to
+/// replace it (an output named like the data set would otherwise destroy it).
+public func markAsInput(_ path: String) {
+  inputFiles.add(path)
+}
+
+/// Throws if writing `path` would replace a file marked as input.
+func refuseOverwritingInput(_ path: String, option: String? = nil) throws {
+  guard let input = inputFiles.input(sameAs: path) else { return }
+  let what = option.map { "\($0) '\(path)'" } ?? "'\(path)'"
+  throw UserError("\(what) is the input file '\(input)'; writing it would destroy the input")
+}
+
+// MARK: - Atomic writes
+
+/// The project's own name for the temporary file beside `name` while it is written: hidden, and marked with the
+/// process id, so that a leftover of a killed run can be told from a live run's and removed (see .gitignore).
+func temporaryName(for name: String, pid: Int32 = getpid()) -> String {
+  ".\(name).partial-\(pid)"
+}
+
+/// Writes `contents` to `path` atomically: the bytes go to a temporary file in the same directory, are flushed to
+/// the disk (fsync), and the temporary is renamed over `path`. A reader never sees half a file, and a run killed
+/// at any moment leaves the previous file whole. The temporary is the project's own, not Foundation's (which
+/// leaves `.dat.nosync*` files behind when killed); leftovers of killed runs beside `path` are removed here.
+public func writeAtomically(_ contents: Data, to path: String) throws {
+  try refuseOverwritingInput(path)
+  let url = URL(fileURLWithPath: path)
+  let directory = url.deletingLastPathComponent().path
+  removeStaleTemporaries(of: url.lastPathComponent, in: directory)
+  let temporary = directory + "/" + temporaryName(for: url.lastPathComponent)
+  func fail(_ step: String) -> UserError {
+    let reason = String(cString: strerror(errno))
+    unlink(temporary)
+    return UserError("cannot write '\(path)': \(step) failed (\(reason))")
+  }
+  let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+  guard descriptor >= 0 else { throw UserError("cannot write '\(path)': \(String(cString: strerror(errno)))") }
+  let written = contents.withUnsafeBytes { writeAll(descriptor, $0) }
+  guard written else {
+    let error = fail("write")
+    close(descriptor)
+    throw error
+  }
+  guard fsync(descriptor) == 0 else {
+    let error = fail("fsync")
+    close(descriptor)
+    throw error
+  }
+  guard close(descriptor) == 0 else { throw fail("close") }
+  guard rename(temporary, path) == 0 else { throw fail("rename") }
+}
+
+/// Writes every byte of `buffer`, resuming after short writes and interrupted calls.
+private func writeAll(_ descriptor: Int32, _ buffer: UnsafeRawBufferPointer) -> Bool {
+  var offset = 0
+  while offset < buffer.count {
+    let count = write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+    if count < 0 && errno == EINTR { continue }
+    guard count > 0 else { return false }
+    offset += count
+  }
+  return true
+}
+
+/// Removes the temporaries `writeAtomically` left beside `name` in runs that no longer exist (killed mid-write).
+/// A temporary whose process is still alive is another run's write in progress and stays.
+func removeStaleTemporaries(of name: String, in directory: String) {
+  let prefix = "." + name + ".partial-"
+  guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
+  for entry in entries where entry.hasPrefix(prefix) {
+    guard let pid = Int32(entry.dropFirst(prefix.count)), pid > 0 else { continue }
+    if kill(pid, 0) != 0 && errno == ESRCH { unlink(directory + "/" + entry) }
   }
 }
 

@@ -19,40 +19,62 @@ public struct SafeTensor: Equatable, Sendable {
   /// The elements' bytes, little-endian.
   public let bytes: [UInt8]
 
-  public init(dtype: DType, shape: [Int], bytes: [UInt8]) {
-    precondition(
-      bytes.count == shape.reduce(1, *) * dtype.size, "SafeTensor: \(bytes.count) bytes for \(dtype) \(shape)")
+  /// A tensor of `shape` whose elements are `bytes`. Throws a `UserError` when the two disagree or the shape's
+  /// element count does not fit in an Int: shapes come from files, and a bad file is bad input, not a bug.
+  public init(dtype: DType, shape: [Int], bytes: [UInt8]) throws {
+    guard let count = elementCount(shape) else { throw UserError("shape \(shape) has no valid element count") }
+    let (size, overflow) = count.multipliedReportingOverflow(by: dtype.size)
+    guard !overflow, bytes.count == size else {
+      throw UserError("\(bytes.count) bytes cannot hold \(dtype.rawValue) of shape \(shape)")
+    }
     self.dtype = dtype
     self.shape = shape
     self.bytes = bytes
   }
 
-  public init(_ values: [Float], shape: [Int]) {
-    self.init(dtype: .f32, shape: shape, bytes: values.flatMap { littleEndianBytes($0.bitPattern) })
+  public init(_ values: [Float], shape: [Int]) throws {
+    try self.init(dtype: .f32, shape: shape, bytes: values.flatMap { littleEndianBytes($0.bitPattern) })
   }
 
-  public init(_ values: [Double], shape: [Int]) {
-    self.init(dtype: .f64, shape: shape, bytes: values.flatMap { littleEndianBytes($0.bitPattern) })
+  public init(_ values: [Double], shape: [Int]) throws {
+    try self.init(dtype: .f64, shape: shape, bytes: values.flatMap { littleEndianBytes($0.bitPattern) })
   }
 
-  public init(_ values: [UInt64], shape: [Int]) {
-    self.init(dtype: .u64, shape: shape, bytes: values.flatMap { littleEndianBytes($0) })
+  public init(_ values: [UInt64], shape: [Int]) throws {
+    try self.init(dtype: .u64, shape: shape, bytes: values.flatMap { littleEndianBytes($0) })
   }
 
-  public init(_ values: [Int64], shape: [Int]) {
-    self.init(dtype: .i64, shape: shape, bytes: values.flatMap { littleEndianBytes(UInt64(bitPattern: $0)) })
+  public init(_ values: [Int64], shape: [Int]) throws {
+    try self.init(dtype: .i64, shape: shape, bytes: values.flatMap { littleEndianBytes(UInt64(bitPattern: $0)) })
   }
 
-  public var floats: [Float]? { dtype == .f32 ? words(4).map { Float(bitPattern: UInt32($0)) } : nil }
+  public var floats: [Float]? {
+    dtype == .f32 ? words(4).map { Float(bitPattern: UInt32(truncatingIfNeeded: $0)) } : nil
+  }
   public var doubles: [Double]? { dtype == .f64 ? words(8).map { Double(bitPattern: $0) } : nil }
   public var unsigned: [UInt64]? { dtype == .u64 ? words(8) : nil }
   public var signed: [Int64]? { dtype == .i64 ? words(8).map { Int64(bitPattern: $0) } : nil }
 
+  /// The elements as little-endian words of `size` bytes; a partial word at the end (which `init` rules out)
+  /// is dropped rather than read past the end.
   private func words(_ size: Int) -> [UInt64] {
-    stride(from: 0, to: bytes.count, by: size).map { start in
+    stride(from: 0, to: bytes.count - size + 1, by: size).map { start in
       (0..<size).reduce(UInt64(0)) { $0 | UInt64(bytes[start + $1]) << (8 * UInt64($1)) }
     }
   }
+}
+
+/// The number of elements of `shape`, or nil when a size is negative or the product overflows an Int (a shape of
+/// [4294967296, 4294967296] has 2^64 elements).
+public func elementCount(_ shape: [Int]) -> Int? {
+  var count = 1
+  for size in shape {
+    guard size >= 0 else { return nil }
+    let (product, overflow) = count.multipliedReportingOverflow(by: size)
+    guard !overflow else { return nil }
+    count = product
+  }
+  return count
 }
 
 private func littleEndianBytes<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
@@ -112,14 +134,23 @@ public func decodeSafetensors(
       throw fail("'\(name)' has dtype \(dtypeName); this reader knows F32, F64, I64, U64")
     }
     guard shape.allSatisfy({ $0 >= 0 }) else { throw fail("'\(name)' has a negative size in shape \(shape)") }
+    guard let count = elementCount(shape) else {
+      throw fail("'\(name)' has shape \(shape), more elements than any file can hold")
+    }
     let (begin, end) = (offsets[0], offsets[1])
     guard 0 <= begin, begin <= end, end <= dataLength else {
       throw fail("'\(name)' claims bytes \(begin)..<\(end) of a \(dataLength)-byte data section (truncated?)")
     }
-    guard end - begin == shape.reduce(1, *) * dtype.size else {
+    let (size, overflow) = count.multipliedReportingOverflow(by: dtype.size)
+    guard !overflow, end - begin == size else {
       throw fail("'\(name)' has \(end - begin) bytes for \(dtypeName) of shape \(shape)")
     }
-    tensors[name] = SafeTensor(dtype: dtype, shape: shape, bytes: Array(file[(dataStart + begin)..<(dataStart + end)]))
+    do {
+      tensors[name] = try SafeTensor(
+        dtype: dtype, shape: shape, bytes: Array(file[(dataStart + begin)..<(dataStart + end)]))
+    } catch {
+      throw fail("'\(name)': \(error)")
+    }
     ranges.append((begin, end))
   }
   // The ranges must tile the data section: no overlaps, no holes, nothing left over.

@@ -8,12 +8,12 @@ import Testing
   static let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .appendingPathComponent("Fixtures/reference.safetensors").path
 
-  func sample() -> [String: SafeTensor] {
+  func sample() throws -> [String: SafeTensor] {
     [
-      "w": SafeTensor([Float(1.5), -2, 0.25, 4], shape: [2, 2]),
-      "d": SafeTensor([0.1, -7e300], shape: [2]),
-      "s": SafeTensor([UInt64.max, 0, 42], shape: [3]),
-      "i": SafeTensor([Int64(-5)], shape: []),
+      "w": try SafeTensor([Float(1.5), -2, 0.25, 4], shape: [2, 2]),
+      "d": try SafeTensor([0.1, -7e300], shape: [2]),
+      "s": try SafeTensor([UInt64.max, 0, 42], shape: [3]),
+      "i": try SafeTensor([Int64(-5)], shape: []),
     ]
   }
 
@@ -27,9 +27,9 @@ import Testing
   }
 
   @Test func writingAndReadingRoundTrips() throws {
-    let bytes = encodeSafetensors(sample(), metadata: ["epoch": "3"])
+    let bytes = encodeSafetensors(try sample(), metadata: ["epoch": "3"])
     let (tensors, metadata) = try decodeSafetensors(bytes, source: "memory")
-    #expect(tensors == sample())
+    #expect(try tensors == sample())
     #expect(metadata == ["epoch": "3"])
     // The layout: an 8-byte little-endian header length, a JSON header padded to 8 bytes, then the data.
     let headerLength = Int(bytes[0]) | Int(bytes[1]) << 8 | Int(bytes[2]) << 16 | Int(bytes[3]) << 24
@@ -43,7 +43,7 @@ import Testing
   func theReferenceLibraryReadsWhatWeWrite() throws {
     try prepareOutputDirectory(directory)
     let path = directory + "/ours.safetensors"
-    try writeSafetensors(sample(), metadata: ["k": "v"], to: path)
+    try writeSafetensors(try sample(), metadata: ["k": "v"], to: path)
     let script = """
       from safetensors import safe_open
       with safe_open('\(path)', framework='numpy') as f:
@@ -55,7 +55,7 @@ import Testing
   }
 
   @Test func everyKindOfDamageIsACleanError() throws {
-    let good = encodeSafetensors(sample())
+    let good = encodeSafetensors(try sample())
     func message(_ bytes: [UInt8]) -> String {
       do {
         _ = try decodeSafetensors(bytes, source: "x.safetensors")
@@ -75,6 +75,52 @@ import Testing
     overlapping[0] = UInt8(header.utf8.count)
     overlapping += Array(header.utf8) + [UInt8](repeating: 0, count: 8)
     #expect(message(overlapping).contains("overlap or leave a hole"))
+  }
+
+  /// A file holding one tensor whose header entry is `entry` (JSON), over `data`.
+  func file(entry: String, data: [UInt8]) -> [UInt8] {
+    var header = Array("{\"t\":\(entry)}".utf8)
+    while header.count % 8 != 0 { header.append(0x20) }
+    let length = (0..<8).map { UInt8(truncatingIfNeeded: UInt64(header.count) >> (8 * UInt64($0))) }
+    return length + header + data
+  }
+
+  func message(_ bytes: [UInt8]) -> String {
+    do {
+      _ = try decodeSafetensors(bytes, source: "x.safetensors")
+      return "no error"
+    } catch { return "\(error)" }
+  }
+
+  @Test func aShapeWhoseSizeOverflowsIsACleanError() {
+    let huge = file(
+      entry: #"{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,16]}"#,
+      data: .init(repeating: 0, count: 16))
+    #expect(
+      message(huge)
+        == "'x.safetensors' is not a valid safetensors file: 't' has shape [4294967296, 4294967296], more elements than any file can hold"
+    )
+    // The element count fits, the byte count does not.
+    let bytes = file(
+      entry: #"{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,8]}"#, data: .init(repeating: 0, count: 8)
+    )
+    #expect(message(bytes).hasSuffix("'t' has 8 bytes for F64 of shape [2305843009213693952]"))
+    #expect(elementCount([4_294_967_296, 4_294_967_296]) == nil)
+    #expect(elementCount([Int.max, 1]) == Int.max && elementCount([]) == 1 && elementCount([3, 0, -1]) == nil)
+  }
+
+  @Test func bytesThatDoNotFitTheirDtypeAreAnErrorNotATrap() {
+    // The dtype sizes are what every check rests on; a wrong one must fail a test, not end the test process.
+    #expect(SafeTensor.DType.f32.size == 4 && SafeTensor.DType.f64.size == 8)
+    #expect(SafeTensor.DType.i64.size == 8 && SafeTensor.DType.u64.size == 8)
+    #expect(throws: UserError.self) { try SafeTensor(dtype: .f32, shape: [2], bytes: [0, 0, 0, 0, 0, 0, 0]) }
+    #expect(throws: UserError.self) { try SafeTensor(dtype: .u64, shape: [1], bytes: [0, 0, 0, 0]) }
+    #expect(throws: UserError.self) { try SafeTensor(dtype: .f32, shape: [Int.max, 2], bytes: []) }
+    let short = file(entry: #"{"dtype":"U64","shape":[2],"data_offsets":[0,12]}"#, data: .init(repeating: 0, count: 12))
+    #expect(message(short).hasSuffix("'t' has 12 bytes for U64 of shape [2]"))
+    let unknown = file(
+      entry: #"{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}"#, data: .init(repeating: 0, count: 4))
+    #expect(message(unknown).hasSuffix("'t' has dtype BF16; this reader knows F32, F64, I64, U64"))
   }
 
   @Test func aMissingFileIsACleanError() {

@@ -89,6 +89,55 @@ import Testing
     }
   }
 
+  @Test func aKilledWritersTemporaryIsRemovedByTheNextWrite() throws {
+    try prepareOutputDirectory(directory)
+    let path = directory + "/run.safetensors"
+    // Int32.max is above any pid the kernel hands out, so no process has it; pid 1 always runs.
+    let stale = directory + "/" + temporaryName(for: "run.safetensors", pid: Int32.max)
+    let live = directory + "/" + temporaryName(for: "run.safetensors", pid: 1)
+    try Data("half a checkpoint".utf8).write(to: URL(fileURLWithPath: stale))
+    try Data("another run's write".utf8).write(to: URL(fileURLWithPath: live))
+    try writeAtomically("whole", to: path)
+    let names = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+    #expect(names == [".run.safetensors.partial-1", "run.safetensors"])
+    #expect(try String(contentsOfFile: path, encoding: .utf8) == "whole")
+  }
+
+  @Test func outputPathsAreCheckedBeforeTheWork() throws {
+    try prepareOutputDirectory(directory)
+    func message(_ path: String) -> String {
+      do {
+        try prepareOutputFile(path, option: "--checkpoint")
+        return "accepted"
+      } catch { return "\(error)" }
+    }
+    #expect(message("") == "--checkpoint is an empty path")
+    #expect(message(directory) == "--checkpoint '\(directory)' is a directory; it needs a file name")
+    #expect(
+      message("/proc/x.safetensors").hasPrefix("--checkpoint '/proc/x.safetensors': directory '/proc' is not writable"))
+    #expect(message(directory + "/new/x.safetensors") == "accepted")
+    #expect(try FileManager.default.contentsOfDirectory(atPath: directory + "/new") == [])  // the probe is gone
+    #expect(throws: UserError.self) { try prepareOutputDirectory("/proc/sys") }
+    #expect(throws: UserError.self) { try prepareOutputDirectory("") }
+  }
+
+  @Test func anInputIsNeverOverwritten() throws {
+    try prepareOutputDirectory(directory)
+    let data = directory + "/data.csv"
+    try writeAtomically("1,2,3\n", to: data)
+    markAsInput(data)
+    let link = directory + "/link.csv"
+    try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: data)
+    #expect(throws: UserError.self) { try prepareOutputFile(directory + "/./data.csv", option: "--checkpoint") }
+    do {
+      try writeAtomically("a checkpoint", to: link)
+      Issue.record("the input was overwritten through a link")
+    } catch {
+      #expect("\(error)" == "'\(link)' is the input file '\(data)'; writing it would destroy the input")
+    }
+    #expect(try String(contentsOfFile: data, encoding: .utf8) == "1,2,3\n")
+  }
+
   @Test func writingIntoAMissingDirectoryIsAnError() {
     #expect(throws: UserError.self) { try writeAtomically("x", to: "/nonexistent-dir/x.txt") }
   }

@@ -1,3 +1,4 @@
+import Datasets
 import Foundation
 import Support
 import Testing
@@ -48,12 +49,91 @@ import Testing
     #expect(first.status == 0)
     #expect(first.output.contains("epoch 2/2"))
     #expect(first.output.contains("test: loss"))
-    let resumed = try run("train", "--epochs", "3", "--hidden", "16", "--resume", path, "--plot-dir", directory)
+    // The checkpoint's options (here --hidden 16) need not be repeated; the run goes on into the same file.
+    let resumed = try run("train", "--epochs", "3", "--resume", path, "--checkpoint", path, "--plot-dir", directory)
     #expect(resumed.status == 0, "\(resumed.errorOutput)")
+    #expect(resumed.output.contains("MLP 64-16-10"))
     #expect(resumed.output.contains("resumed from \(path) after epoch 2"))
+    #expect(
+      resumed.output.contains(
+        "note: the cosine schedule is re-derived for 3 epochs (the checkpoint's run planned 2): this is not the run "
+          + "--epochs 3 makes from the start"))
     #expect(resumed.output.contains("epoch 3/3") && !resumed.output.contains("epoch 1/3"))
     let csv = try String(contentsOfFile: directory + "/digits.csv", encoding: .utf8)
     #expect(csv.split(separator: "\n").count == 4)  // header + epochs 1, 2 (from the checkpoint) and 3
+    // Repeating an option with its recorded value is fine.
+    let again = try run(
+      "train", "--epochs", "4", "--hidden", "16", "--lr", "0.003", "--resume", path, "--plot-dir", directory)
+    #expect(again.status == 0, "\(again.errorOutput)")
+    #expect(again.output.contains("after epoch 3") && again.output.contains("epoch 4/4"))
+  }
+
+  @Test func aResumeThatContradictsItsCheckpointIsRefused() throws {
+    let path = directory + "/short.safetensors"
+    let first = try run("train", "--epochs", "1", "--hidden", "8", "--checkpoint", path, "--plot-dir", directory)
+    #expect(first.status == 0, "\(first.errorOutput)")
+    var refusals: [([String], String)] = [
+      (
+        ["--lr", "0.01"], "--lr 0.01 conflicts with the checkpoint: '\(path)' was made with --lr 0.003 (leave --lr out)"
+      ),
+      (
+        ["--hidden", "9"],
+        "--hidden 9 conflicts with the checkpoint: '\(path)' was made with --hidden 8 (leave --hidden out)"
+      ),
+      (
+        ["--optimizer", "sgd"],
+        "--optimizer sgd conflicts with the checkpoint: '\(path)' was made with --optimizer adamw"
+      ),
+      (["--batch-size", "16"], "--batch-size 16 conflicts with the checkpoint"),
+      (["--seed", "1"], "--seed 1 conflicts with the checkpoint"),
+      ([], "'\(path)' is at epoch 1 already: --epochs 1 leaves nothing to train (ask for more)"),
+      (["--epochs", "1"], "'\(path)' is at epoch 1 already: --epochs 1 leaves nothing to train"),
+    ]
+    // Another data set of another size: the epochs would have other steps.
+    let lines = try String(contentsOfFile: Digits.defaultPath, encoding: .utf8).split(separator: "\n").prefix(1000)
+    let smaller = directory + "/smaller.csv"
+    try writeAtomically(lines.joined(separator: "\n") + "\n", to: smaller)
+    refusals.append(
+      (
+        ["--data", smaller, "--epochs", "2"],
+        "checkpoint '\(path)': metadata 'train_examples' is 1258: it was trained on 1258 examples"
+      ))
+    for (arguments, message) in refusals {
+      let result = try runTool(Self.executable, ["train", "--resume", path, "--plot-dir", directory] + arguments)
+      #expect(result.status != 0)
+      #expect(result.errorOutput.hasPrefix("stage3: error: " + message), "\(arguments)")
+      #expect(result.errorOutput.split(separator: "\n").count == 1)
+      #expect(!result.output.contains("epoch"))
+    }
+  }
+
+  @Test func outputPathsAreCheckedBeforeTheFirstEpochAndNeverReplaceTheData() throws {
+    try prepareOutputDirectory(directory)
+    let data = directory + "/digits.csv"
+    try FileManager.default.copyItem(atPath: Digits.defaultPath, toPath: data)
+    let original = try Data(contentsOf: URL(fileURLWithPath: data))
+    let refusals: [([String], String)] = [
+      (["--data", data, "--checkpoint", data], "--checkpoint '\(data)' is the input file '\(data)'"),
+      (["--checkpoint", ""], "--checkpoint is an empty path"),
+      (["--checkpoint", directory], "--checkpoint '\(directory)' is a directory; it needs a file name"),
+      (
+        ["--checkpoint", "/proc/x.safetensors"], "--checkpoint '/proc/x.safetensors': directory '/proc' is not writable"
+      ),
+      (["--plot-dir", "/proc"], "directory '/proc' is not writable"),
+    ]
+    for (arguments, message) in refusals {
+      let result = try runTool(Self.executable, ["train", "--plot-dir", directory] + arguments)
+      #expect(result.status != 0)
+      #expect(result.errorOutput.hasPrefix("stage3: error: " + message), "\(arguments)")
+      #expect(result.errorOutput.split(separator: "\n").count == 1)
+      #expect(!result.output.contains("epoch"))
+    }
+    // A plot named like the data, in the data's folder: refused when it is written, the data kept.
+    let plot = try run("train", "--epochs", "1", "--hidden", "4", "--data", data, "--plot-dir", directory)
+    #expect(plot.status != 0)
+    #expect(
+      plot.errorOutput == "stage3: error: '\(data)' is the input file '\(data)'; writing it would destroy the input\n")
+    #expect(try Data(contentsOf: URL(fileURLWithPath: data)) == original)
   }
 
   @Test func compareTrainsEveryOptimizer() throws {

@@ -40,14 +40,18 @@ import Testing
     #expect(train.status == 0, "\(train.errorOutput)")
     #expect(train.output.contains("step 20/20"))
     #expect(FileManager.default.fileExists(atPath: directory + "/reverse.csv"))
-    let cached = try run("sample", "--checkpoint", path, "--width", "16", "--prompt", "12345678")
+    // The model's shape comes from the checkpoint; repeating it is allowed, contradicting it is not.
+    let cached = try run("sample", "--checkpoint", path, "--prompt", "12345678")
     let uncached = try run("sample", "--checkpoint", path, "--width", "16", "--prompt", "12345678", "--no-kv-cache")
     #expect(cached.status == 0, "\(cached.errorOutput)")
     #expect(cached.output.hasPrefix("12345678|"))
     #expect(cached.output.split(separator: "\n").first == uncached.output.split(separator: "\n").first)
     let wrongShape = try run("sample", "--checkpoint", path, "--width", "32", "--prompt", "12345678")
     #expect(wrongShape.status != 0)
-    #expect(wrongShape.errorOutput.contains("does not fit this run"))
+    #expect(
+      wrongShape.errorOutput
+        == "stage4: error: --width 32 conflicts with the checkpoint: '\(path)' was made with --width 16 (leave --width out)\n"
+    )
     let badPrompt = try run("sample", "--checkpoint", path, "--width", "16", "--prompt", "12ab")
     #expect(badPrompt.errorOutput == "stage4: error: --prompt must be exactly 8 digits, got '12ab'\n")
   }
@@ -58,6 +62,42 @@ import Testing
     #expect(result.output.contains("wrote \(directory)/graph-attention.dot"))
     let dot = try String(contentsOfFile: directory + "/graph-attention.dot", encoding: .utf8)
     #expect(dot.hasPrefix("digraph G {"))
+  }
+
+  @Test func aResumeContinuesWithTheCheckpointsOptionsAndRefusesOthers() throws {
+    let path = directory + "/tiny.safetensors"
+    let model = ["--layers", "1", "--heads", "2", "--width", "8", "--batch-size", "4"]
+    let first = try runTool(
+      Self.executable, ["train", "--steps", "2", "--checkpoint", path, "--plot-dir", directory] + model)
+    #expect(first.status == 0, "\(first.errorOutput)")
+    let refusals: [([String], String)] = [
+      (
+        ["--lr", "0.01"], "--lr 0.01 conflicts with the checkpoint: '\(path)' was made with --lr 0.003 (leave --lr out)"
+      ),
+      (["--width", "16"], "--width 16 conflicts with the checkpoint: '\(path)' was made with --width 8"),
+      (["--positions", "sinusoidal"], "--positions sinusoidal conflicts with the checkpoint"),
+      (["--dropout", "0.1"], "--dropout 0.1 conflicts with the checkpoint"),
+      ([], "'\(path)' is at step 2 already: --steps 2 leaves nothing to train (ask for more)"),
+      (["--steps", "1"], "'\(path)' is at step 2 already: --steps 1 leaves nothing to train"),
+      (["--checkpoint", ""], "--checkpoint is an empty path"),
+      (
+        ["--checkpoint", "/proc/x.safetensors"], "--checkpoint '/proc/x.safetensors': directory '/proc' is not writable"
+      ),
+    ]
+    for (arguments, message) in refusals {
+      let result = try runTool(Self.executable, ["train", "--resume", path, "--plot-dir", directory] + arguments)
+      #expect(result.status != 0)
+      #expect(result.errorOutput.hasPrefix("stage4: error: " + message), "\(arguments)")
+      #expect(result.errorOutput.split(separator: "\n").count == 1)
+      #expect(!result.output.contains("step"))
+    }
+    let resumed = try run("train", "--resume", path, "--steps", "3", "--plot-dir", directory)
+    #expect(resumed.status == 0, "\(resumed.errorOutput)")
+    #expect(resumed.output.contains("GPT with 1 layers, 2 heads, width 8"))
+    #expect(resumed.output.contains("resumed from \(path) after step 2"))
+    #expect(
+      resumed.output.contains("note: the cosine schedule is re-derived for 3 steps (the checkpoint's run planned 2)"))
+    #expect(resumed.output.contains("step 3/3") && !resumed.output.contains("step 1/3"))
   }
 
   @Test func gradcheckPassesEveryCase() throws {

@@ -289,6 +289,7 @@ import Testing
     let path = NSTemporaryDirectory() + "gpt-resume-\(getpid()).safetensors"
     let first = Trainer(config, heldOutCount: 10)
     for _ in 0..<3 { first.runStep() }
+    first.record(trainLoss: 0)  // the command line saves at evaluations, and a checkpoint holds the history
     try first.save(to: path)
     let second = Trainer(config, heldOutCount: 10)
     try second.resume(from: path)

@@ -87,9 +87,15 @@ let defaultPlotDir = "Plots/runs/3-layers-optimizers"
 
 // MARK: - train
 
-struct TrainCommand: ParsableCommand {
+struct TrainCommand: ResumableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "train", abstract: "Train an MLP on the handwritten digits and report its test accuracy.")
+    commandName: "train", abstract: "Train an MLP on the handwritten digits and report its test accuracy.",
+    discussion: """
+      --resume continues a run with the options its checkpoint records. A larger --epochs extends it, and the \
+      learning-rate schedule is re-derived for the new total: train 20 epochs, resume to 50, and epoch 21 goes on \
+      along the 50-epoch cosine (the rate climbs back from the 20-epoch curve's floor), so the result is not that \
+      of a 50-epoch run. To stop and continue a long run exactly, start it with its full --epochs.
+      """)
 
   @Option(help: "The optimizer: \(OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")).")
   var optimizer = OptimizerKind.adamw
@@ -109,7 +115,8 @@ struct TrainCommand: ParsableCommand {
   @Option(parsing: .unconditional, help: "Clip the gradients' global norm to this (0: off).") var clip = 1.0
   @Option(help: "Seed of the initial weights, the batch order and dropout.") var seed: UInt64 = 1337
   @Option(help: "Save a checkpoint (safetensors) here after every epoch.") var checkpoint: String?
-  @Option(help: "Continue from this checkpoint (same options as the run that wrote it).") var resume: String?
+  @Option(help: "Continue from this checkpoint, with the options it records (only --epochs may change).")
+  var resume: String?
   @Option(help: "The digits CSV (default: the copy in Shared/Datasets/Data).") var data: String?
   @Option(help: "Where the curves go.") var plotDir = defaultPlotDir
   @OptionGroup var kernelOptions: KernelOptions
@@ -146,12 +153,30 @@ struct TrainCommand: ParsableCommand {
     return config
   }
 
+  var recordedOptions: [(flag: String, value: String)] { config.options }
+
   func run() throws {
+    guard let resume else { return try train(resuming: nil) }
+    let saved = try CheckpointReader(path: resume, format: Trainer.checkpointFormat)
+    try Self.resuming(try saved.options(), source: resume, free: ["--epochs"]).train(resuming: saved)
+  }
+
+  func train(resuming saved: CheckpointReader?) throws {
     kernelOptions.apply()
     try prepareOutputDirectory(plotDir)  // fail before training, not after
-    if let checkpoint { try prepareOutputDirectory(URL(fileURLWithPath: checkpoint).deletingLastPathComponent().path) }
-    let trainer = Trainer(config, data: try loadDigits(data))
-    if let resume { try trainer.resume(from: resume) }
+    let splits = try loadDigits(data)
+    if let checkpoint { try prepareOutputFile(checkpoint, option: "--checkpoint") }
+    let trainer = Trainer(config, data: splits)
+    var planned = epochs
+    if let saved {
+      planned = try saved.options().first { $0.flag == "--epochs" }.flatMap { Int($0.value) } ?? epochs
+      try trainer.restore(from: saved)
+      guard trainer.epoch < epochs else {
+        throw UserError(
+          "'\(resume ?? "")' is at epoch \(trainer.epoch) already: --epochs \(epochs) leaves nothing to train (ask for more)"
+        )
+      }
+    }
     let sizes = (["64"] + hidden.map(String.init) + ["10"]).joined(separator: "-")
     print(
       """
@@ -162,6 +187,11 @@ struct TrainCommand: ParsableCommand {
       \(batchSize) x \(accumulation), clip \(clip), \(epochs) epochs of \(trainer.stepsPerEpoch) steps, seed \(seed)
       """)
     if let resume { print("resumed from \(resume) after epoch \(trainer.epoch)") }
+    if planned != epochs && (schedule == .cosine || schedule == .linear) {
+      print(
+        "note: the \(schedule.rawValue) schedule is re-derived for \(epochs) epochs (the checkpoint's run planned "
+          + "\(planned)): this is not the run --epochs \(epochs) makes from the start")
+    }
     let clock = Stopwatch()
     while trainer.epoch < epochs {
       print(describe(trainer.runEpoch(), of: epochs))

@@ -49,10 +49,21 @@ public struct TrainConfig: Sendable {
   public var lr: Double { learningRate ?? optimizer.defaultLearningRate }
   public var decay: Double { weightDecay ?? optimizer.defaultWeightDecay }
 
-  /// What a checkpoint must agree on to be resumed by this run.
-  var signature: String {
-    "mlp 64-\(hidden.map(String.init).joined(separator: "-"))-10 \(optimizer.rawValue) batch \(batchSize)x\(accumulation)"
+  /// The options that shape the run, as the command line spells them (the learning rate and weight decay in
+  /// effect, not "the optimizer's default"): a checkpoint records them, and `--resume` continues with them.
+  public var options: [(flag: String, value: String)] {
+    let widths = hidden.map(String.init).joined(separator: ",")
+    let options: [(flag: String, value: String)] = [
+      ("--optimizer", optimizer.rawValue), ("--lr", String(lr)), ("--weight-decay", String(decay)),
+      ("--schedule", schedule.rawValue), ("--epochs", String(epochs)), ("--batch-size", String(batchSize)),
+      ("--accumulation", String(accumulation)), ("--hidden", widths), ("--dropout", String(dropout)),
+      ("--clip", String(clip)), ("--seed", String(seed)),
+    ]
+    return options
   }
+
+  /// `options` as one line: "--optimizer adamw --lr 0.003 ...".
+  public var commandLine: String { options.map { $0.flag + " " + $0.value }.joined(separator: " ") }
 
   /// The schedule over the whole run: 5% warmup, then down to a tenth of the rate (step: x0.3 every 10 epochs).
   func makeSchedule(stepsPerEpoch: Int) -> LRSchedule {

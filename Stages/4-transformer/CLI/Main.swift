@@ -62,9 +62,15 @@ let defaultPlotDir = "Plots/runs/4-transformer"
 
 // MARK: - train
 
-struct TrainCommand: ParsableCommand {
+struct TrainCommand: ResumableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "train", abstract: "Train a tiny GPT to reverse 8-digit sequences; report held-out exact match.")
+    commandName: "train", abstract: "Train a tiny GPT to reverse 8-digit sequences; report held-out exact match.",
+    discussion: """
+      --resume continues a run with the options its checkpoint records. A larger --steps extends it, and the \
+      cosine schedule is re-derived for the new total: train 200 steps, resume to 500, and step 201 goes on along \
+      the 500-step curve (the rate climbs back from the 200-step curve's floor), so the result is not that of a \
+      500-step run. To stop and continue a long run exactly, start it with its full --steps.
+      """)
 
   // `.unconditional` takes "-5" as the value it is, so that the checks below can say what is wrong with it.
   @Option(parsing: .unconditional, help: "Optimizer steps (AdamW, cosine schedule with warmup).") var steps = 500
@@ -78,7 +84,8 @@ struct TrainCommand: ParsableCommand {
   @Option(help: "Position encoding: learned or sinusoidal.") var positions = PositionEncoding.learned
   @Option(help: "Seed of the initial weights, the training sequences and dropout.") var seed: UInt64 = 1337
   @Option(help: "Save a checkpoint (safetensors) here at every evaluation.") var checkpoint: String?
-  @Option(help: "Continue from this checkpoint (same model options as the run that wrote it).") var resume: String?
+  @Option(help: "Continue from this checkpoint, with the options it records (only --steps may change).")
+  var resume: String?
   @Option(help: "Where the curves go.") var plotDir = defaultPlotDir
   @OptionGroup var kernelOptions: KernelOptions
 
@@ -109,12 +116,29 @@ struct TrainCommand: ParsableCommand {
     return config
   }
 
+  var recordedOptions: [(flag: String, value: String)] { config.options }
+
   func run() throws {
+    guard let resume else { return try train(resuming: nil) }
+    let saved = try CheckpointReader(path: resume, format: Trainer.checkpointFormat)
+    try Self.resuming(try saved.options(), source: resume, free: ["--steps"]).train(resuming: saved)
+  }
+
+  func train(resuming saved: CheckpointReader?) throws {
     kernelOptions.apply()
     try prepareOutputDirectory(plotDir)
-    if let checkpoint { try prepareOutputDirectory(URL(fileURLWithPath: checkpoint).deletingLastPathComponent().path) }
+    if let checkpoint { try prepareOutputFile(checkpoint, option: "--checkpoint") }
     let trainer = Trainer(config)
-    if let resume { try trainer.resume(from: resume) }
+    var planned = steps
+    if let saved {
+      planned = try saved.options().first { $0.flag == "--steps" }.flatMap { Int($0.value) } ?? steps
+      try trainer.restore(from: saved)
+      guard trainer.step < steps else {
+        throw UserError(
+          "'\(resume ?? "")' is at step \(trainer.step) already: --steps \(steps) leaves nothing to train (ask for more)"
+        )
+      }
+    }
     let model = config.model
     print(
       """
@@ -124,6 +148,11 @@ struct TrainCommand: ParsableCommand {
       \(steps) steps; exact match on \(trainer.heldOut.count) held-out sequences never trained on
       """)
     if let resume { print("resumed from \(resume) after step \(trainer.step)") }
+    if planned != steps {
+      print(
+        "note: the cosine schedule is re-derived for \(steps) steps (the checkpoint's run planned \(planned)): "
+          + "this is not the run --steps \(steps) makes from the start")
+    }
     let clock = Stopwatch()
     let every = max(steps / 10, 1)
     var recent: [Double] = []
@@ -175,7 +204,7 @@ struct TrainCommand: ParsableCommand {
 
 // MARK: - sample
 
-struct SampleCommand: ParsableCommand {
+struct SampleCommand: ResumableCommand {
   static let configuration = CommandConfiguration(
     commandName: "sample", abstract: "Generate from a trained checkpoint: the model's answer to a digit prompt.")
 
@@ -188,7 +217,7 @@ struct SampleCommand: ParsableCommand {
   @Option(help: "Seed of the sampling.") var seed: UInt64 = 0
   @Option(parsing: .unconditional, help: "How many samples.") var count = 1
   @Flag(inversion: .prefixedNo, help: "Decode with the key/value cache.") var kvCache = true
-  // The model's shape must match the checkpoint; these are the train command's defaults.
+  // The checkpoint decides the model's shape; given here, it must agree (the defaults are the train command's).
   @Option(parsing: .unconditional, help: "Transformer blocks of the checkpoint's model.") var layers = 2
   @Option(parsing: .unconditional, help: "Attention heads of the checkpoint's model.") var heads = 4
   @Option(parsing: .unconditional, help: "Width of the checkpoint's model.") var width = 64
@@ -206,15 +235,25 @@ struct SampleCommand: ParsableCommand {
     }
   }
 
+  /// The model's shape, which the checkpoint decides.
+  var recordedOptions: [(flag: String, value: String)] {
+    let shape: [(flag: String, value: String)] = [
+      ("--layers", String(layers)), ("--heads", String(heads)), ("--width", String(width)),
+      ("--positions", positions.rawValue),
+    ]
+    return shape
+  }
+
   func run() throws {
-    var config = TrainConfig()
-    config.layers = layers
-    config.heads = heads
-    config.width = width
-    config.positions = positions
-    let digits = try parseDigits(prompt, length: config.task.length)
+    let digits = try parseDigits(prompt, length: TrainConfig().task.length)
+    // The model is the one the checkpoint's options describe; a shape given here must agree with it.
+    let saved = try CheckpointReader(path: checkpoint, format: Trainer.checkpointFormat)
+    let options = try saved.options()
+    let shape = options.filter { option in recordedOptions.contains { $0.flag == option.flag } }
+    _ = try Self.resuming(shape, source: checkpoint, required: ["--checkpoint", checkpoint])
+    let config = try TrainCommand.resuming(options, source: checkpoint, arguments: []).config
     let trainer = Trainer(config, heldOutCount: 0)
-    try trainer.resume(from: checkpoint)
+    try trainer.restore(from: saved)
     let sampling = Sampling(temperature: temperature, topK: topK, topP: topP)
     let clock = Stopwatch()
     for k in 0..<count {

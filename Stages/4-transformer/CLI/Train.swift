@@ -65,10 +65,19 @@ public struct TrainConfig: Sendable {
     return config
   }
 
-  /// What a checkpoint must agree on to be resumed or sampled by this run.
-  var signature: String {
-    "gpt reverse\(task.length) layers \(layers) heads \(heads) width \(width) \(positions.rawValue) positions"
+  /// The options that shape the run, as the command line spells them: a checkpoint records them, `--resume`
+  /// continues with them, and `sample` builds its model from them.
+  public var options: [(flag: String, value: String)] {
+    let options: [(flag: String, value: String)] = [
+      ("--steps", String(steps)), ("--batch-size", String(batchSize)), ("--lr", String(learningRate)),
+      ("--layers", String(layers)), ("--heads", String(heads)), ("--width", String(width)),
+      ("--dropout", String(dropout)), ("--positions", positions.rawValue), ("--seed", String(seed)),
+    ]
+    return options
   }
+
+  /// `options` as one line: "--steps 500 --batch-size 64 ...".
+  public var commandLine: String { options.map { $0.flag + " " + $0.value }.joined(separator: " ") }
 }
 
 /// The figures of one evaluation.

@@ -3,32 +3,40 @@ import Support
 
 /// Checkpoints: everything a training run needs to continue exactly where it stopped, in one safetensors file.
 /// "model.NAME" holds each parameter, "optimizer.KIND.NAME" each optimizer buffer, "rng" the shared generator's
-/// four words; the metadata holds the step, the optimizer's step count, the configuration that must match, and
-/// the history so far. A resumed run then draws the same batches and dropout masks and makes the same updates
+/// four words; the metadata holds the step, the optimizer's step count, the options the run was started with,
+/// and the history so far. A resumed run then draws the same batches and dropout masks and makes the same updates
 /// as the run that was never interrupted. `stage4 sample` reads the model from the same file.
 
 // MARK: - Save
 
 extension Trainer {
+  /// The metadata "format" of this stage's checkpoints.
+  public static let checkpointFormat = "stage4-checkpoint"
+
   /// Writes the checkpoint atomically: an interrupted save leaves the previous file whole.
   public func save(to path: String) throws {
+    try writeAtomically(Data(checkpointBytes()), to: path)
+  }
+
+  /// The checkpoint as the bytes of a safetensors file.
+  public func checkpointBytes() throws -> [UInt8] {
     var tensors: [String: SafeTensor] = [:]
     let named = model.namedParameters()
-    for (name, p) in named { tensors["model." + name] = SafeTensor(p.storage, shape: p.shape) }
+    for (name, p) in named { tensors["model." + name] = try SafeTensor(p.storage, shape: p.shape) }
     for (kind, buffers) in optimizer.state {
       for (name, p) in named {
         if let values = buffers[ObjectIdentifier(p)] {
-          tensors["optimizer.\(kind).\(name)"] = SafeTensor(values, shape: p.shape)
+          tensors["optimizer.\(kind).\(name)"] = try SafeTensor(values, shape: p.shape)
         }
       }
     }
     let s = random.rng.state
-    tensors["rng"] = SafeTensor([s.0, s.1, s.2, s.3], shape: [4])
-    let metadata = [
-      "format": "stage4-checkpoint", "step": String(step), "optimizer_steps": String(optimizer.stepCount),
-      "signature": config.signature, "history": historyCSV,
+    tensors["rng"] = try SafeTensor([s.0, s.1, s.2, s.3], shape: [4])
+    let metadata: [String: String] = [
+      "format": Self.checkpointFormat, "step": String(step), "optimizer_steps": String(optimizer.stepCount),
+      "options": config.commandLine, "history": historyCSV,
     ]
-    try writeSafetensors(tensors, metadata: metadata, to: path)
+    return encodeSafetensors(tensors, metadata: metadata)
   }
 
   /// The evaluations so far as CSV lines (step, train loss, held-out exact match).
@@ -41,53 +49,69 @@ extension Trainer {
 // MARK: - Load
 
 extension Trainer {
-  /// Restores a checkpoint into this trainer, which must have been made with the same configuration. Anything
-  /// missing, extra, mis-shaped or from another configuration is a `UserError` saying what.
+  /// Restores the checkpoint at `path` (see `restore(from:)`).
   public func resume(from path: String) throws {
-    let (tensors, metadata) = try readSafetensors(path)
-    func fail(_ problem: String) -> UserError { UserError("checkpoint '\(path)' does not fit this run: \(problem)") }
-    guard metadata["format"] == "stage4-checkpoint", let stepText = metadata["step"], let step = Int(stepText),
-      let stepsText = metadata["optimizer_steps"], let steps = Int(stepsText), let historyText = metadata["history"]
-    else { throw UserError("'\(path)' is a safetensors file but not a stage 4 checkpoint") }
-    guard metadata["signature"] == config.signature else {
-      throw fail("it was made by \(metadata["signature"] ?? "?"), this run is \(config.signature)")
+    try restore(from: CheckpointReader(path: path, format: Self.checkpointFormat))
+  }
+
+  /// Restores a checkpoint into this trainer, which must have the options the checkpoint records (but for
+  /// --steps: a run may be extended). Every field is checked before anything changes; a missing, extra,
+  /// mis-shaped, non-finite or inconsistent one is a `UserError` naming it, and the trainer is left as it was.
+  public func restore(from reader: CheckpointReader) throws {
+    let planned = try reader.requireOptions(config.options, length: "--steps")
+    let step = try reader.integer("step", in: 0...Int(Int32.max))
+    guard step <= planned else {
+      throw reader.error("metadata 'step' is \(step), past the end of the run it records (--steps \(planned))")
     }
-    var expected = Set(tensors.keys)
-    let named = model.namedParameters()  // reflection once, not once per tensor of the file
-    let byName = Dictionary(uniqueKeysWithValues: named.map { ($0.name, $0.tensor) })
-    // Read everything first, then change the trainer: a bad file must leave the run untouched.
-    var parameters: [(Tensor<Float>, [Float])] = []
-    for (name, p) in named {
-      guard let saved = tensors["model." + name] else { throw fail("it has no tensor for parameter '\(name)'") }
-      guard saved.shape == p.shape, let values = saved.floats else {
-        throw fail("'\(name)' is \(saved.dtype.rawValue) \(saved.shape) there, F32 \(p.shape) here")
-      }
-      parameters.append((p, values))
-      expected.remove("model." + name)
-    }
-    var state: [String: [ObjectIdentifier: [Float]]] = [:]
-    for key in tensors.keys where key.hasPrefix("optimizer.") {
-      let parts = key.split(separator: ".", maxSplits: 2).map(String.init)
-      guard parts.count == 3, let p = byName[parts[2]],
-        let values = tensors[key]!.floats, values.count == p.count
-      else { throw fail("optimizer state '\(key)' belongs to no parameter of this model") }
-      state[parts[1], default: [:]][ObjectIdentifier(p)] = values
-      expected.remove(key)
-    }
-    guard let rng = tensors["rng"]?.unsigned, rng.count == 4 else { throw fail("it has no generator state 'rng'") }
-    expected.remove("rng")
-    guard expected.isEmpty else { throw fail("it has tensors this model does not: \(expected.sorted())") }
-    let records = try historyText.split(separator: "\n").map { line -> StepRecord in
-      let v = line.split(separator: ",").compactMap { Double($0) }
-      guard v.count == 3 else { throw fail("its history line '\(line)' is malformed") }
-      return StepRecord(step: Int(v[0]), loss: v[1], exactMatch: v[2])
+    let records = try readHistory(reader, step: step)
+    let steps = try reader.integer("optimizer_steps", in: 0...Int(Int32.max))
+    guard steps == step else {
+      throw reader.error("metadata 'optimizer_steps' is \(steps), but metadata 'step' is \(step) (one update a step)")
     }
 
-    for (p, values) in parameters { p.storage = values }
+    let named = model.namedParameters()  // reflection once, not once per tensor of the file
+    let parameters = try named.map { name, p in try reader.floats("model." + name, shape: p.shape) }
+    // Each kind of optimizer state exists for every parameter once the first step is taken, and not before.
+    var state: [String: [ObjectIdentifier: [Float]]] = [:]
+    for kind in steps > 0 ? optimizer.stateKinds : [] {
+      for (name, p) in named {
+        // Adam divides by the square root of exp_avg_sq, a running mean of squares: never negative.
+        let values = try reader.floats(
+          "optimizer.\(kind).\(name)", shape: p.shape, nonNegative: kind == "exp_avg_sq")
+        state[kind, default: [:]][ObjectIdentifier(p)] = values
+      }
+    }
+    let rng = try reader.generatorState("rng")
+    try reader.finish()
+
+    for ((_, p), values) in zip(named, parameters) { p.storage = values }
     optimizer.state = state
     optimizer.stepCount = steps
-    random.rng = SeededRNG(state: (rng[0], rng[1], rng[2], rng[3]))
+    random.rng = SeededRNG(state: rng)
     self.step = step
     history = records
+  }
+
+  /// A loss is finite and at most the largest Float, the type training computes it in (so not 1e300).
+  var largestLoss: Double { Double(Float.greatestFiniteMagnitude) }
+
+  /// The history: the evaluations at steps 1 to `step`, in order, with losses and shares a run can produce. A
+  /// run that has taken a step has evaluated (the command line saves at evaluations).
+  func readHistory(_ reader: CheckpointReader, step: Int) throws -> [StepRecord] {
+    let columns: [CheckpointReader.Column] = [
+      .init("step", 1...1e9), .init("train loss", 0...largestLoss), .init("exact match", 0...1),
+    ]
+    let rows = try reader.table("history", columns: columns)
+    guard (step == 0) == rows.isEmpty else {
+      throw reader.error("metadata 'history' has \(rows.count) evaluations at step \(step)")
+    }
+    for (index, row) in rows.enumerated() {
+      let line = "metadata 'history' line \(index + 1) is for step \(String(format: "%g", row[0]))"
+      guard row[0] == row[0].rounded(), index == 0 || row[0] > rows[index - 1][0] else {
+        throw reader.error(line + ", not a whole step after the line before")
+      }
+      guard row[0] <= Double(step) else { throw reader.error(line + ", past metadata 'step' \(step)") }
+    }
+    return rows.map { v in StepRecord(step: Int(v[0]), loss: v[1], exactMatch: v[2]) }
   }
 }

@@ -34,6 +34,8 @@ public protocol Optimizer<Scalar>: AnyObject {
   var stepCount: Int { get set }
   /// State per parameter: kind ("momentum", "exp_avg", ...) -> parameter -> values.
   var state: [String: [ObjectIdentifier: [Scalar]]] { get set }
+  /// The kinds of `state` every parameter has after the first step: what a checkpoint must hold to resume.
+  var stateKinds: [String] { get }
   /// One update of every parameter that has a gradient.
   func step()
 }
@@ -67,6 +69,7 @@ public final class SGD<Scalar: TensorScalar>: Optimizer {
   public let nesterov: Bool
   public var stepCount = 0
   public var state: [String: [ObjectIdentifier: [Scalar]]] = [:]
+  public var stateKinds: [String] { momentum == 0 ? [] : ["momentum"] }
 
   public init(
     _ groups: [ParameterGroup<Scalar>], learningRate: Double, momentum: Double = 0, dampening: Double = 0,
@@ -126,6 +129,7 @@ public final class Adam<Scalar: TensorScalar>: Optimizer {
   public let decoupledWeightDecay: Bool
   public var stepCount = 0
   public var state: [String: [ObjectIdentifier: [Scalar]]] = [:]
+  public let stateKinds = ["exp_avg", "exp_avg_sq"]
 
   public init(
     _ groups: [ParameterGroup<Scalar>], learningRate: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999,
