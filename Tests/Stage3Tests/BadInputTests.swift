@@ -52,7 +52,7 @@ enum BadValues {
   /// Sizes in range whose product is too large for the machine: the memory estimate refuses them.
   static let tooLarge = [
     BadInput(arguments: ["train", "--hidden", "1000000,1000000"], option: "--hidden"),
-    BadInput(arguments: ["train", "--batch-size", "1000000", "--hidden", "100000"], option: "--batch-size"),
+    BadInput(arguments: ["train", "--batch-size", "1000000", "--hidden", "100000,100000,100000"], option: "--hidden"),
   ]
 
   @Test(arguments: train + compare + bench + tooLarge)

@@ -25,6 +25,7 @@ struct Stage1Command: ParsableCommand {
       if code == .success {  // --help, --version
         print(fullMessage(for: error))
       } else {
+        closeProgressLine()
         FileHandle.standardError.write(Data("stage1: error: \(message(for: error))\n".utf8))
       }
       Foundation.exit(code.rawValue)

@@ -27,6 +27,7 @@ struct Stage2Command: ParsableCommand {
       if code == .success {  // --help, --version
         print(fullMessage(for: error))
       } else {
+        closeProgressLine()
         FileHandle.standardError.write(Data("stage2: error: \(message(for: error))\n".utf8))
       }
       Foundation.exit(code.rawValue)

@@ -27,6 +27,7 @@ struct Stage3Command: ParsableCommand {
       if code == .success {  // --help, --version
         print(fullMessage(for: error))
       } else {
+        closeProgressLine()
         FileHandle.standardError.write(Data("stage3: error: \(message(for: error))\n".utf8))
       }
       Foundation.exit(code.rawValue)
@@ -130,8 +131,6 @@ struct TrainCommand: ParsableCommand {
     try Check.number(dropout, "--dropout", in: Bounds(0, 1, includesHigh: false))
     try Check.number(weightDecay, "--weight-decay", in: Bounds(0, 100))
     try Check.number(clip, "--clip", in: Bounds(0, 1e6))
-    let memory = "--hidden or --batch-size"
-    try Check.memory(bytes: config.estimatedBytes, what: "this model and batch", options: memory)
   }
 
   var config: TrainConfig {
@@ -154,7 +153,10 @@ struct TrainCommand: ParsableCommand {
     kernelOptions.apply()
     try prepareOutputDirectory(plotDir)  // fail before training, not after
     if let checkpoint { try prepareOutputDirectory(URL(fileURLWithPath: checkpoint).deletingLastPathComponent().path) }
-    let trainer = Trainer(config, data: try loadDigits(data))
+    let splits = try loadDigits(data)  // small; the memory the run needs depends on it
+    let bytes = config.estimatedBytes(data: splits)
+    try Check.memory(bytes: bytes, what: "this model and batch", options: "--hidden or --batch-size")
+    let trainer = Trainer(config, data: splits)
     if let resume { try trainer.resume(from: resume) }
     let sizes = (["64"] + hidden.values.map(String.init) + ["10"]).joined(separator: "-")
     print(

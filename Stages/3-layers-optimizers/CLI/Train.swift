@@ -54,13 +54,13 @@ public struct TrainConfig: Sendable {
     "mlp 64-\(hidden.map(String.init).joined(separator: "-"))-10 \(optimizer.rawValue) batch \(batchSize)x\(accumulation)"
   }
 
-  /// Roughly the memory a run needs, in bytes, for `Check.memory`: the parameters with their gradients, the
-  /// optimizer's buffers and a scratch copy, and the activations of a batch (or of an evaluation set, about 300
-  /// rows, if larger) kept for backward. Counted in Double: no product overflows.
-  var estimatedBytes: Double {
+  /// Roughly the memory a run on `data` needs, in bytes, for `Check.memory`: the parameters with their
+  /// gradients, the optimizer's buffers and a scratch copy, and the activations of the largest batch it forms (a
+  /// training batch, or a whole evaluation set) kept for backward. Counted in Double: no product overflows.
+  func estimatedBytes(data: DigitsSplits) -> Double {
     let sizes = [64.0] + hidden.map(Double.init) + [10]
     let parameters = zip(sizes, sizes.dropFirst()).map { ($0 + 1) * $1 }.reduce(0, +)
-    let rows = Double(max(batchSize, 300))
+    let rows = Double(max(min(batchSize, data.train.count), data.validation.count, data.test.count))
     let activations = 6 * rows * sizes.reduce(0, +)
     return 4 * (5 * parameters + activations)
   }

@@ -27,6 +27,7 @@ struct Stage4Command: ParsableCommand {
       if code == .success {  // --help, --version
         print(fullMessage(for: error))
       } else {
+        closeProgressLine()
         FileHandle.standardError.write(Data("stage4: error: \(message(for: error))\n".utf8))
       }
       Foundation.exit(code.rawValue)
