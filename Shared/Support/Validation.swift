@@ -43,7 +43,7 @@ public enum Check {
   /// is a better end than a failed allocation (or the kernel's OOM killer) minutes into the run. `what` names
   /// what needs it ("this model", "1000000 points"), `options` the options that decide it.
   public static func memory(bytes: Double, what: String, options: String) throws {
-    let available = Double(ProcessInfo.processInfo.physicalMemory)
+    let available = machineMemory
     guard bytes > available else { return }
     var message = "\(what) needs about \(formatBytes(bytes)) of memory; the machine has \(formatBytes(available))"
     message += " (make \(options) smaller)"
@@ -59,6 +59,18 @@ public enum Check {
     message += "; try a lower --lr than " + formatNumber(learningRate)
     throw UserError(message)
   }
+}
+
+/// The memory this process may use, in bytes: the machine's, or a container's limit if that is lower (cgroup v2,
+/// then v1; a container sees the host's memory as its own otherwise).
+public var machineMemory: Double {
+  var memory = Double(ProcessInfo.processInfo.physicalMemory)
+  for path in ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"] {
+    guard let data = FileManager.default.contents(atPath: path) else { continue }
+    let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    if let limit = Double(text), limit > 0 { memory = min(memory, limit) }  // "max" means no limit
+  }
+  return memory
 }
 
 /// An interval of real numbers, each end included or not, printed as mathematicians write it: "[0, 1)".

@@ -108,6 +108,8 @@ struct TrainCommand: ParsableCommand {
     }
     let seconds = clock.seconds
     let (finalLoss, finalScores) = lossAndScores(result.model, result.data, alpha: config.alpha)
+    // The last update can be the one that breaks the weights; no plot of them is worth drawing.
+    try Check.finiteLoss(finalLoss.data, step: steps, learningRate: lr, what: "the loss after the last step")
     let finalAccuracy = accuracy(finalScores, result.data.labels)
     print(
       "after \(steps) steps: loss \(String(format: "%.4f", finalLoss.data)), training accuracy "

@@ -157,6 +157,9 @@ struct TrainCommand: ParsableCommand {
     }
     let seconds = clock.seconds
     let (finalLoss, finalScores) = noGrad { lossAndScores(result.model, Batch(result.data), config: config) }
+    // The last update can be the one that breaks the weights; no plot of them is worth drawing.
+    let what = "the loss after the last step"
+    try Check.finiteLoss(Double(finalLoss.item), step: config.steps, learningRate: config.learningRate, what: what)
     let finalAccuracy = accuracy(finalScores, result.data.labels)
     print(
       "after \(config.steps) steps: loss \(String(format: "%.4f", finalLoss.item)), training accuracy "

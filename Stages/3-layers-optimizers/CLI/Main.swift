@@ -155,7 +155,7 @@ struct TrainCommand: ParsableCommand {
     if let checkpoint { try prepareOutputDirectory(URL(fileURLWithPath: checkpoint).deletingLastPathComponent().path) }
     let splits = try loadDigits(data)  // small; the memory the run needs depends on it
     let bytes = config.estimatedBytes(data: splits)
-    try Check.memory(bytes: bytes, what: "this model and batch", options: "--hidden or --batch-size")
+    try Check.memory(bytes: bytes, what: "this run", options: "--hidden or --batch-size")
     let trainer = Trainer(config, data: splits)
     if let resume { try trainer.resume(from: resume) }
     let sizes = (["64"] + hidden.values.map(String.init) + ["10"]).joined(separator: "-")

@@ -120,7 +120,7 @@ struct TrainCommand: ParsableCommand {
     try checkModelOptions(layers: layers, heads: heads, width: width)
     try Check.number(dropout, "--dropout", in: Bounds(0, 1, includesHigh: false))
     let memory = "--width, --layers or --batch-size"
-    try Check.memory(bytes: config.estimatedBytes(), what: "this model and batch", options: memory)
+    try Check.memory(bytes: config.estimatedBytes(), what: "this run", options: memory)
   }
 
   var config: TrainConfig {
