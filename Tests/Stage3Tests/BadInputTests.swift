@@ -39,7 +39,10 @@ enum BadValues {
   static let executable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     .appendingPathComponent("stage3").path
 
-  static let widths = ["0", "-4", "16,-4", "16,0", "9223372036854775807", "1e12", "nan", "16,", ",", "16,,16", "x"]
+  static let widths = [
+    "0", "-4", "16,-4", "16,0", "9223372036854775807", "1e12", "nan", "16,", ",", "16,,16", "x",
+    Array(repeating: "4", count: 17).joined(separator: ","),
+  ]
   static let train = BadValues.cases(
     ["train"],
     [
