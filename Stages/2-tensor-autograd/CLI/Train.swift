@@ -41,14 +41,14 @@ public struct TrainConfig: Sendable {
   var outputs: Int { classes == 2 ? 1 : classes }
 
   /// Roughly the memory a run needs, in bytes, for `Check.memory`: each layer's weights with their gradient and
-  /// a scratch copy, and about six tensors of [rows, width] per layer (product, bias, activation and their
-  /// gradients) for the points, or for the 80x80 grid of the decision-boundary picture if that is larger.
-  /// Counted in Double: no product overflows.
+  /// a scratch copy, and about six tensors of [points, width] per layer (product, bias, activation and their
+  /// gradients) kept for backward, or two for the 80x80 grid of the decision-boundary picture (no graph) if that
+  /// is larger. Counted in Double: no product overflows.
   var estimatedBytes: Double {
     let sizes = [2.0] + hidden.map(Double.init) + [Double(outputs)]
     let parameters = zip(sizes, sizes.dropFirst()).map { ($0 + 1) * $1 }.reduce(0, +)
-    let rows = Double(max(points, 6400))
-    return 4 * (3 * parameters + 6 * rows * sizes.reduce(0, +))
+    let rows = max(6 * Double(points), 2 * 6400)
+    return 4 * (3 * parameters + rows * sizes.reduce(0, +))
   }
 }
 
