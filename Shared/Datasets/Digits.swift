@@ -8,6 +8,9 @@ public struct Digits: Sendable {
   public let images: [[Double]]
   public let labels: [Int]
 
+  /// The file they came from, for messages.
+  public let path: String
+
   public var count: Int { labels.count }
 
   /// Where the project keeps the file.
@@ -15,14 +18,20 @@ public struct Digits: Sendable {
     .appendingPathComponent("Data/digits.csv").path
 
   /// Reads the CSV: 64 pixel values and a label per line. A missing or malformed file is a `UserError` naming
-  /// the line.
+  /// the line. Windows line ends, blank lines and a byte-order mark are read as what they are, not as data.
   public init(path: String = Digits.defaultPath) throws {
     guard let data = FileManager.default.contents(atPath: path) else { throw UserError("cannot read '\(path)'") }
     markAsInput(path)  // no output of this run may replace it
+    var text = String(decoding: data, as: UTF8.self)
+    if text.hasPrefix("\u{FEFF}") { text.removeFirst() }
     var images: [[Double]] = []
     var labels: [Int] = []
-    for (number, line) in String(decoding: data, as: UTF8.self).split(separator: "\n").enumerated() {
-      let fields = line.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    // Not `split(separator: "\n")`: "\r\n" is one Character in Swift, so a CRLF file would be one long line.
+    let lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+    for (number, line) in lines.enumerated() where !line.allSatisfy(\.isWhitespace) {
+      let fields = line.split(separator: ",", omittingEmptySubsequences: false).map {
+        Int($0.trimmingCharacters(in: .whitespaces))
+      }
       guard fields.count == 65, fields.allSatisfy({ $0 != nil }) else {
         throw UserError("'\(path)' line \(number + 1): expected 65 whole numbers separated by commas")
       }
@@ -36,7 +45,27 @@ public struct Digits: Sendable {
     guard !labels.isEmpty else { throw UserError("'\(path)' holds no images") }
     self.images = images
     self.labels = labels
+    self.path = path
   }
+}
+
+/// How many rows each part of `seededSplit(count:fractions:seed:)` gets.
+public func splitSizes(count: Int, fractions: [Double]) -> [Int] {
+  var sizes: [Int] = []
+  var start = 0
+  for (k, fraction) in fractions.enumerated() {
+    let end = k == fractions.count - 1 ? count : min(start + Int((fraction * Double(count)).rounded()), count)
+    sizes.append(end - start)
+    start = end
+  }
+  return sizes
+}
+
+/// The fewest rows for which every part of the split gets at least one.
+public func minimumSplitCount(fractions: [Double]) -> Int {
+  var count = fractions.count
+  while splitSizes(count: count, fractions: fractions).contains(0) { count += 1 }
+  return count
 }
 
 /// Indices 0..<count shuffled with a seed and cut into consecutive parts of the given fractions (the last part
@@ -48,10 +77,9 @@ public func seededSplit(count: Int, fractions: [Double], seed: UInt64) -> [[Int]
   for i in stride(from: count - 1, to: 0, by: -1) { order.swapAt(i, rng.index(below: i + 1)) }
   var parts: [[Int]] = []
   var start = 0
-  for (k, fraction) in fractions.enumerated() {
-    let end = k == fractions.count - 1 ? count : start + Int((fraction * Double(count)).rounded())
-    parts.append(Array(order[start..<end]))
-    start = end
+  for size in splitSizes(count: count, fractions: fractions) {
+    parts.append(Array(order[start..<(start + size)]))
+    start += size
   }
   return parts
 }

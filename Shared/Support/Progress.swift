@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The progress display of long work: on a terminal one line that rewrites itself (step/total, the caller's
 /// figures, throughput, ETA); otherwise plain log lines, `logEvery` steps apart, that read well in a file.
@@ -26,6 +27,7 @@ public struct Progress {
     if interactive {
       print("\r\u{1B}[2K" + line, terminator: step == total ? "\n" : "")
       fflush(nil)  // flush every output stream (naming `stdout` is not concurrency-safe in Swift 6)
+      progressLineIsOpen.store(step != total, ordering: .relaxed)
     } else if step % logEvery == 0 || step == total || step == 1 {
       print(line)
     }
@@ -35,6 +37,18 @@ public struct Progress {
     let width = String(total).count
     let text = String(step)
     return String(repeating: " ", count: max(0, width - text.count)) + text
+  }
+}
+
+/// Whether the terminal's last line is a progress line still waiting for its end.
+private let progressLineIsOpen = Atomic<Bool>(false)
+
+/// Ends a progress line that a run left open when it stopped early (a diverged loss, say), so that the error
+/// after it starts a line of its own instead of trailing the ETA.
+public func closeProgressLine() {
+  if progressLineIsOpen.exchange(false, ordering: .relaxed) {
+    print("")
+    fflush(nil)
   }
 }
 

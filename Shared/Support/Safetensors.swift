@@ -22,7 +22,7 @@ public struct SafeTensor: Equatable, Sendable {
   /// A tensor of `shape` whose elements are `bytes`. Throws a `UserError` when the two disagree or the shape's
   /// element count does not fit in an Int: shapes come from files, and a bad file is bad input, not a bug.
   public init(dtype: DType, shape: [Int], bytes: [UInt8]) throws {
-    guard let count = elementCount(shape) else { throw UserError("shape \(shape) has no valid element count") }
+    guard let count = checkedProduct(shape) else { throw UserError("shape \(shape) has no valid element count") }
     let (size, overflow) = count.multipliedReportingOverflow(by: dtype.size)
     guard !overflow, bytes.count == size else {
       throw UserError("\(bytes.count) bytes cannot hold \(dtype.rawValue) of shape \(shape)")
@@ -62,19 +62,6 @@ public struct SafeTensor: Equatable, Sendable {
       (0..<size).reduce(UInt64(0)) { $0 | UInt64(bytes[start + $1]) << (8 * UInt64($1)) }
     }
   }
-}
-
-/// The number of elements of `shape`, or nil when a size is negative or the product overflows an Int (a shape of
-/// [4294967296, 4294967296] has 2^64 elements).
-public func elementCount(_ shape: [Int]) -> Int? {
-  var count = 1
-  for size in shape {
-    guard size >= 0 else { return nil }
-    let (product, overflow) = count.multipliedReportingOverflow(by: size)
-    guard !overflow else { return nil }
-    count = product
-  }
-  return count
 }
 
 private func littleEndianBytes<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
@@ -134,7 +121,7 @@ public func decodeSafetensors(
       throw fail("'\(name)' has dtype \(dtypeName); this reader knows F32, F64, I64, U64")
     }
     guard shape.allSatisfy({ $0 >= 0 }) else { throw fail("'\(name)' has a negative size in shape \(shape)") }
-    guard let count = elementCount(shape) else {
+    guard let count = checkedProduct(shape) else {
       throw fail("'\(name)' has shape \(shape), more elements than any file can hold")
     }
     let (begin, end) = (offsets[0], offsets[1])

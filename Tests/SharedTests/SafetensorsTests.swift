@@ -105,8 +105,8 @@ import Testing
       entry: #"{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,8]}"#, data: .init(repeating: 0, count: 8)
     )
     #expect(message(bytes).hasSuffix("'t' has 8 bytes for F64 of shape [2305843009213693952]"))
-    #expect(elementCount([4_294_967_296, 4_294_967_296]) == nil)
-    #expect(elementCount([Int.max, 1]) == Int.max && elementCount([]) == 1 && elementCount([3, 0, -1]) == nil)
+    #expect(checkedProduct([4_294_967_296, 4_294_967_296]) == nil)
+    #expect(checkedProduct([Int.max, 1]) == Int.max && checkedProduct([]) == 1 && checkedProduct([3, 0, -1]) == nil)
   }
 
   @Test func bytesThatDoNotFitTheirDtypeAreAnErrorNotATrap() {

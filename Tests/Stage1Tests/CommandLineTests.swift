@@ -16,9 +16,9 @@ import Testing
 
   @Test(arguments: [
     (["--dataset", "blobs"], "stage1: error: The value 'blobs' is invalid for '--dataset <dataset>'"),
-    (["--steps", "-5"], "stage1: error: --steps must be a positive whole number, got -5"),
-    (["--lr", "nan"], "stage1: error: --lr must be a finite positive number, got nan"),
-    (["--lr", "inf"], "stage1: error: --lr must be a finite positive number, got inf"),
+    (["--steps", "-5"], "stage1: error: --steps must be a whole number from 1 to 10000000, got -5"),
+    (["--lr", "nan"], "stage1: error: --lr must be a finite number above 0, got nan"),
+    (["--lr", "inf"], "stage1: error: --lr must be a finite number above 0, got inf"),
     (["--hidden", "16,x"], "stage1: error: The value '16,x' is invalid for '--hidden <hidden>'"),
     (["--plot-dir", "/proc/no-such-dir"], "stage1: error: cannot create directory '/proc/no-such-dir'"),
     (["--no-such-option"], "stage1: error: Unknown option '--no-such-option'"),

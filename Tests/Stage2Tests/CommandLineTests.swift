@@ -16,11 +16,11 @@ import Testing
 
   @Test(arguments: [
     (["--dataset", "blobs"], "stage2: error: The value 'blobs' is invalid for '--dataset <dataset>'"),
-    (["--steps", "-5"], "stage2: error: --steps must be a positive whole number, got -5"),
-    (["--lr", "nan"], "stage2: error: --lr must be a finite positive number, got nan"),
-    (["--lr", "inf"], "stage2: error: --lr must be a finite positive number, got inf"),
+    (["--steps", "-5"], "stage2: error: --steps must be a whole number from 1 to 10000000, got -5"),
+    (["--lr", "nan"], "stage2: error: --lr must be a finite number above 0, got nan"),
+    (["--lr", "inf"], "stage2: error: --lr must be a finite number above 0, got inf"),
     (["--hidden", "16,x"], "stage2: error: The value '16,x' is invalid for '--hidden <hidden>'"),
-    (["--points", "1"], "stage2: error: --points must be at least 3, got 1"),
+    (["--points", "1"], "stage2: error: --points must be a whole number from 3 to 10000000, got 1"),
     (["--plot-dir", "/proc/no-such-dir"], "stage2: error: cannot create directory '/proc/no-such-dir'"),
     (["--no-such-option"], "stage2: error: Unknown option '--no-such-option'"),
   ])

@@ -6,20 +6,20 @@ import Testing
 @testable import Stage2
 
 @Suite struct TrainingTests {
-  @Test func theVectorisedMoonsRunRetracesStage1() {
+  @Test func theVectorisedMoonsRunRetracesStage1() throws {
     // The same seed draws the same weights in the same order as stage 1, so the Float tensors follow the Double
     // scalars' loss curve. These are stage 1's losses (Plots/1-scalar-autograd/loss.csv) at steps 1, 50 and 100.
-    let result = train(TrainConfig())
+    let result = try train(TrainConfig())
     #expect(abs(result.history[0].loss - 1.40557) < 1e-4)
     #expect(abs(result.history[49].loss - 0.0434196) < 1e-4)
     #expect(abs(result.history[99].loss - 0.0123113) < 1e-4)
     #expect(result.history[99].accuracy == 1)
   }
 
-  @Test func spiralsReach95PercentWithCrossEntropy() {
+  @Test func spiralsReach95PercentWithCrossEntropy() throws {
     var config = TrainConfig.spirals
     config.steps = 400
-    let result = train(config)
+    let result = try train(config)
     let scores = noGrad { result.model(Batch(result.data).inputs) }
     #expect(scores.shape == [300, 3])
     #expect(accuracy(scores, result.data.labels) >= 0.95)
@@ -30,10 +30,10 @@ import Testing
     #expect(predictions(Tensor([0.1, 0.9, 0.0, 3, 1, 2], shape: [2, 3])) == [1, 0])
   }
 
-  @Test func theScoreGridShowsClassesForMoreThanTwo() {
+  @Test func theScoreGridShowsClassesForMoreThanTwo() throws {
     var config = TrainConfig.spirals
     config.steps = 1
-    let result = train(config)
+    let result = try train(config)
     let grid = scoreGrid(result.model, result.data, resolution: 10)
     #expect(grid.values.count == 10 && grid.values[0].count == 10)
     #expect(grid.values.joined().allSatisfy { [0, 1, 2].contains($0) })

@@ -17,10 +17,10 @@ import Testing
 
   @Test(arguments: [
     (["--optimizer", "rmsprop"], "stage3: error: The value 'rmsprop' is invalid for '--optimizer <optimizer>'"),
-    (["--epochs", "0"], "stage3: error: --epochs must be a positive whole number, got 0"),
-    (["--lr", "-1"], "stage3: error: --lr must be a finite positive number, got -1.0"),
-    (["--dropout", "1.5"], "stage3: error: --dropout must be in [0, 1), got 1.5"),
-    (["--batch-size", "-3"], "stage3: error: --batch-size must be a positive whole number, got -3"),
+    (["--epochs", "0"], "stage3: error: --epochs must be a whole number from 1 to 100000, got 0"),
+    (["--lr", "-1"], "stage3: error: --lr must be a finite number above 0, got -1.0"),
+    (["--dropout", "1.5"], "stage3: error: --dropout must be a finite number in [0, 1), got 1.5"),
+    (["--batch-size", "-3"], "stage3: error: --batch-size must be a whole number from 1 to 1000000, got -3"),
     (["--resume", "/nonexistent/x.safetensors"], "stage3: error: cannot read '/nonexistent/x.safetensors'"),
     (["--data", "/nonexistent/digits.csv"], "stage3: error: cannot read '/nonexistent/digits.csv'"),
     (["--plot-dir", "/proc/no-such-dir"], "stage3: error: cannot create directory '/proc/no-such-dir'"),

@@ -44,9 +44,9 @@ import Testing
     }
   }
 
-  @Test func theDemoReaches97PercentOnTheTestSet() {
+  @Test func theDemoReaches97PercentOnTheTestSet() throws {
     let trainer = Trainer(TrainConfig(), data: splits)
-    while trainer.epoch < TrainConfig().epochs { trainer.runEpoch() }
+    while trainer.epoch < TrainConfig().epochs { try trainer.runEpoch() }
     #expect(trainer.evaluate(splits.test).accuracy >= 0.97)
   }
 
@@ -55,18 +55,18 @@ import Testing
     config.epochs = 4
     config.hidden = [32]
     let straight = Trainer(config, data: splits)
-    for _ in 0..<4 { straight.runEpoch() }
+    for _ in 0..<4 { try straight.runEpoch() }
 
     let path = NSTemporaryDirectory() + "resume-\(getpid()).safetensors"
     let first = Trainer(config, data: splits)
-    first.runEpoch()
-    first.runEpoch()
+    try first.runEpoch()
+    try first.runEpoch()
     try first.save(to: path)
     let second = Trainer(config, data: splits)  // a fresh process would start like this
     try second.resume(from: path)
     #expect(second.epoch == 2)
-    second.runEpoch()
-    second.runEpoch()
+    try second.runEpoch()
+    try second.runEpoch()
     #expect(second.history == straight.history)
     #expect(second.parameters.map(\.storage) == straight.parameters.map(\.storage))
   }
@@ -75,7 +75,7 @@ import Testing
     var config = TrainConfig()
     config.hidden = [8]
     let trainer = Trainer(config, data: splits)
-    trainer.runEpoch()
+    try trainer.runEpoch()
     let path = NSTemporaryDirectory() + "bad-\(getpid()).safetensors"
     try trainer.save(to: path)
     let before = trainer.parameters.map(\.storage)

@@ -265,13 +265,13 @@ import Testing
     #expect(targets == [-100, -100, -100, 3, 2, 1])
   }
 
-  @Test func aTinyGPTLearnsToReverseHeldOutSequences() {
+  @Test func aTinyGPTLearnsToReverseHeldOutSequences() throws {
     // The demo's model and rate on a shorter schedule (it solves the task within about 50 steps), evaluated on
     // 300 held-out sequences: the demo's claim at a price a debug-build test can pay.
     var config = TrainConfig()
     config.steps = 80
     let trainer = Trainer(config, heldOutCount: 300)
-    for _ in 0..<config.steps { trainer.runStep() }
+    for _ in 0..<config.steps { try trainer.runStep() }
     #expect(trainer.evaluate(trainer.heldOut).exactMatch >= 0.99)
     let example = trainer.heldOut[0]
     let answer = trainer.model.generate(
@@ -285,15 +285,15 @@ import Testing
     config.width = 16
     config.dropout = 0.1
     let straight = Trainer(config, heldOutCount: 10)
-    for _ in 0..<6 { straight.runStep() }
+    for _ in 0..<6 { try straight.runStep() }
     let path = NSTemporaryDirectory() + "gpt-resume-\(getpid()).safetensors"
     let first = Trainer(config, heldOutCount: 10)
-    for _ in 0..<3 { first.runStep() }
-    first.record(trainLoss: 0)  // the command line saves at evaluations, and a checkpoint holds the history
+    for _ in 0..<3 { try first.runStep() }
+    try first.record(trainLoss: 0)  // the command line saves at evaluations, and a checkpoint holds the history
     try first.save(to: path)
     let second = Trainer(config, heldOutCount: 10)
     try second.resume(from: path)
-    for _ in 0..<3 { second.runStep() }
+    for _ in 0..<3 { try second.runStep() }
     #expect(second.parameters.map(\.storage) == straight.parameters.map(\.storage))
   }
 }

@@ -10,12 +10,13 @@ struct BenchCommand: ParsableCommand {
     commandName: "bench",
     abstract: "Measure graph throughput and the demo's wall time (against micrograd if installed).")
 
-  @Option(help: "Training steps timed for the per-step figures.") var steps = 10
-  @Option(help: "Training steps micrograd runs (it is slow).") var referenceSteps = 3
+  @Option(parsing: .unconditional, help: "Training steps timed for the per-step figures.") var steps = 10
+  @Option(parsing: .unconditional, help: "Training steps micrograd runs (it is slow).") var referenceSteps = 3
   @Flag(inversion: .prefixedNo, help: "Time micrograd too, when python3 has it.") var micrograd = true
 
   func validate() throws {
-    guard steps >= 1, referenceSteps >= 1 else { throw ValidationError("--steps and --reference-steps must be >= 1") }
+    try Check.count(steps, "--steps", in: 1...10_000)
+    try Check.count(referenceSteps, "--reference-steps", in: 1...10_000)
   }
 
   func run() throws {
@@ -46,7 +47,7 @@ struct BenchCommand: ParsableCommand {
       "  forward \(ms(median(forward))) ms + backward and update \(ms(median(backward))) ms "
         + "+ freeing the graph \(ms(median(release))) ms = \(ms(step)) ms per step (median of \(steps))")
     print("  throughput \(String(format: "%.2f", Double(nodes) / step / 1e6)) M graph nodes/s, all three phases")
-    let demo = Stopwatch.time { _ = train(config) }
+    let demo = try Stopwatch.time { _ = try train(config) }
     print("  the demo (100 steps, no plots): \(String(format: "%.2f", demo)) s")
 
     guard micrograd, let perStep = timeMicrograd(data: data, steps: referenceSteps) else { return }

@@ -25,6 +25,7 @@ struct Stage1Command: ParsableCommand {
       if code == .success {  // --help, --version
         print(fullMessage(for: error))
       } else {
+        closeProgressLine()
         FileHandle.standardError.write(Data("stage1: error: \(message(for: error))\n".utf8))
       }
       Foundation.exit(code.rawValue)
@@ -35,11 +36,21 @@ struct Stage1Command: ParsableCommand {
 extension ToyDataset: ExpressibleByArgument {}
 extension GraphExample: ExpressibleByArgument {}
 
-/// Layer widths written as "16,16".
-func parseWidths(_ argument: String) throws -> [Int] {
-  let widths = argument.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) ?? 0 }
-  guard widths.allSatisfy({ $0 > 0 }) else { throw ValidationError("expected positive widths such as 16,16") }
-  return widths
+/// Layer widths written as "16,16". A type of its own, so that `--help` shows the default as one types it; the
+/// values are checked in `validate()`, so that "-4" gets a message of its own.
+struct Widths: ExpressibleByArgument, Sendable {
+  var values: [Int]
+
+  init(_ values: [Int]) { self.values = values }
+
+  init?(argument: String) {
+    let parts = argument.split(separator: ",", omittingEmptySubsequences: false)
+    let values = parts.map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    guard values.allSatisfy({ $0 != nil }) else { return nil }
+    self.values = values.map { $0! }
+  }
+
+  var defaultValueDescription: String { values.map(String.init).joined(separator: ",") }
 }
 
 /// Where a run writes its plots unless told otherwise: a folder git ignores, so that trying the examples never
@@ -60,15 +71,18 @@ struct TrainCommand: ParsableCommand {
   @Option(parsing: .unconditional, help: "Full-batch SGD steps.") var steps = 100
   @Option(parsing: .unconditional, help: "Initial learning rate; it decays linearly to a tenth of itself.")
   var lr = 1.0
-  @Option(help: "Hidden layer widths, comma-separated.", transform: parseWidths) var hidden = [16, 16]
-  @Option(help: "Seed of the data and the initial weights.") var seed: UInt64 = 1337
+  @Option(parsing: .unconditional, help: "Hidden layer widths, comma-separated.") var hidden = Widths([16, 16])
+  @Option(parsing: .unconditional, help: "Seed of the data and the initial weights.") var seed: UInt64 = 1337
   @Option(help: "Where the curves and pictures go.") var plotDir = defaultPlotDir
 
   func validate() throws {
-    guard points >= 2 else { throw ValidationError("--points must be at least 2, got \(points)") }
-    guard steps >= 1 else { throw ValidationError("--steps must be a positive whole number, got \(steps)") }
-    guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a finite positive number, got \(lr)") }
-    guard noise.isFinite, noise >= 0 else { throw ValidationError("--noise must be finite and >= 0, got \(noise)") }
+    try Check.count(points, "--points", in: 2...10_000_000)
+    try Check.number(noise, "--noise", in: Bounds(0, 100))
+    try Check.count(steps, "--steps", in: 1...10_000_000)
+    try Check.number(lr, "--lr", in: .positive)
+    try Check.widths(hidden.values, "--hidden", in: 1...100_000)
+    let bytes = estimatedBytes(points: points, hidden: hidden.values)
+    try Check.memory(bytes: bytes, what: "this model on \(points) points", options: "--hidden or --points")
   }
 
   func run() throws {
@@ -77,7 +91,7 @@ struct TrainCommand: ParsableCommand {
     config.dataset = dataset
     config.points = points
     config.noise = noise
-    config.hidden = hidden
+    config.hidden = hidden.values
     config.steps = steps
     config.learningRate = lr
     config.seed = seed
@@ -91,13 +105,15 @@ struct TrainCommand: ParsableCommand {
       """)
     let progress = Progress(total: steps)
     let clock = Stopwatch()
-    let result = train(config) { record in
+    let result = try train(config) { record in
       progress.update(
         step: record.step,
         "loss \(String(format: "%.4f", record.loss))  accuracy \(String(format: "%5.1f", record.accuracy * 100))%")
     }
     let seconds = clock.seconds
     let (finalLoss, finalScores) = lossAndScores(result.model, result.data, alpha: config.alpha)
+    // The last update can be the one that breaks the weights; no plot of them is worth drawing.
+    try Check.finiteLoss(finalLoss.data, step: steps, learningRate: lr, what: "the loss after the last step")
     let finalAccuracy = accuracy(finalScores, result.data.labels)
     print(
       "after \(steps) steps: loss \(String(format: "%.4f", finalLoss.data)), training accuracy "

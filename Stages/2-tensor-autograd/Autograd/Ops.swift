@@ -82,7 +82,7 @@ extension Tensor {
     if a.shape == b.shape {  // the common case: one flat loop
       return (zipKernel(a.storage, b.storage, f), shape)
     }
-    var out = [Scalar](repeating: 0, count: shape.reduce(1, *))
+    var out = [Scalar](repeating: 0, count: elementCount(shape))
     let (sa, sb) = (broadcastStrides(a.shape, to: shape), broadcastStrides(b.shape, to: shape))
     out.withUnsafeMutableBufferPointer { o in
       a.storage.withUnsafeBufferPointer { ap in
@@ -274,7 +274,7 @@ extension Tensor {
     }
     // Offsets are counted in whole matrices along the batch axes.
     let (sa, sb) = (broadcastStrides(batchA, to: batch), broadcastStrides(batchB, to: batch))
-    var c = [Scalar](repeating: 0, count: batch.reduce(1, *) * m * n)
+    var c = [Scalar](repeating: 0, count: elementCount(batch) * m * n)
     c.withUnsafeMutableBufferPointer { cp in
       a.storage.withUnsafeBufferPointer { ap in
         b.storage.withUnsafeBufferPointer { bp in
@@ -350,7 +350,7 @@ extension Tensor {
       preconditionFailure("gatherRows: index \(index) out of range for a table of \(rows) rows")
     }
     let indexShape = indexShape ?? [indices.count]
-    precondition(indexShape.reduce(1, *) == indices.count, "gatherRows: \(indices.count) indices for \(indexShape)")
+    precondition(elementCount(indexShape) == indices.count, "gatherRows: \(indices.count) indices for \(indexShape)")
     var y = [Scalar](repeating: 0, count: indices.count * width)
     for (r, index) in indices.enumerated() {
       for j in 0..<width { y[r * width + j] = storage[index * width + j] }

@@ -1,3 +1,5 @@
+import Support
+
 /// Shapes and strides: where element [i, j, k] of a row-major array sits, how broadcasting reads a smaller operand
 /// as a larger one without a copy, and the loops that walk two operands side by side. The fast numeric loops are in
 /// Shared/Kernels; these are the bookkeeping every op shares.
@@ -64,7 +66,7 @@ func forEachOffset(_ shape: [Int], _ sa: [Int], _ sb: [Int], _ body: (_ out: Int
     return
   }
   let inner = shape[rank - 1]
-  let total = shape.reduce(1, *)
+  let total = elementCount(shape)
   if total == 0 { return }
   let (ia, ib) = (sa[rank - 1], sb[rank - 1])
   var index = [Int](repeating: 0, count: rank)
@@ -91,7 +93,7 @@ func forEachOffset(_ shape: [Int], _ sa: [Int], _ sb: [Int], _ body: (_ out: Int
 func expand<Scalar: TensorScalar>(_ x: [Scalar], _ shape: [Int], to target: [Int]) -> [Scalar] {
   if shape == target { return x }
   let strides = broadcastStrides(shape, to: target)
-  var out = [Scalar](repeating: 0, count: target.reduce(1, *))
+  var out = [Scalar](repeating: 0, count: elementCount(target))
   out.withUnsafeMutableBufferPointer { o in
     x.withUnsafeBufferPointer { xp in forEachOffset(target, strides, strides) { i, s, _ in o[i] = xp[s] } }
   }
@@ -110,7 +112,7 @@ func reducedShape(_ shape: [Int], axes: [Int], keepDims: Bool) -> [Int] {
 /// out[o] = sum of x over the reduced axes. x: `shape`; out: `shape` with `axes` set to 1, row-major.
 func sumOverAxes<Scalar: TensorScalar>(_ x: [Scalar], _ shape: [Int], axes: [Int]) -> [Scalar] {
   let kept = reducedShape(shape, axes: axes, keepDims: true)
-  var out = [Scalar](repeating: 0, count: kept.reduce(1, *))
+  var out = [Scalar](repeating: 0, count: elementCount(kept))
   let read = contiguousStrides(shape)
   let write = broadcastStrides(kept, to: shape)
   out.withUnsafeMutableBufferPointer { o in
@@ -126,7 +128,7 @@ func maxOverAxes<Scalar: TensorScalar>(
   values: [Scalar], argmax: [Int]
 ) {
   let kept = reducedShape(shape, axes: axes, keepDims: true)
-  var values = [Scalar](repeating: -Scalar.infinity, count: kept.reduce(1, *))
+  var values = [Scalar](repeating: -Scalar.infinity, count: elementCount(kept))
   var argmax = [Int](repeating: -1, count: values.count)
   let read = contiguousStrides(shape)
   let write = broadcastStrides(kept, to: shape)
@@ -145,5 +147,5 @@ func maxOverAxes<Scalar: TensorScalar>(
 
 /// A shape seen as [outer, n, inner] around `axis`: element (o, k, i) is at (o * n + k) * inner + i.
 func splitAround(_ shape: [Int], axis: Int) -> (outer: Int, n: Int, inner: Int) {
-  (shape[..<axis].reduce(1, *), shape[axis], shape[(axis + 1)...].reduce(1, *))
+  (elementCount(shape[..<axis]), shape[axis], elementCount(shape[(axis + 1)...]))
 }

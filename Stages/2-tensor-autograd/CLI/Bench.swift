@@ -12,11 +12,11 @@ struct BenchCommand: ParsableCommand {
     commandName: "bench",
     abstract: "Matmul against raw sgemm, elementwise ops against memcpy, the step against stage 1.")
 
-  @Option(help: "Seconds spent timing each figure (more is steadier).") var seconds = 0.3
+  @Option(parsing: .unconditional, help: "Seconds spent timing each figure (more is steadier).") var seconds = 0.3
   @OptionGroup var kernelOptions: KernelOptions
 
   func validate() throws {
-    guard seconds.isFinite, seconds > 0 else { throw ValidationError("--seconds must be positive, got \(seconds)") }
+    try Check.number(seconds, "--seconds", in: .positive(upTo: 600))
   }
 
   func run() throws {

@@ -27,6 +27,7 @@ struct Stage2Command: ParsableCommand {
       if code == .success {  // --help, --version
         print(fullMessage(for: error))
       } else {
+        closeProgressLine()
         FileHandle.standardError.write(Data("stage2: error: \(message(for: error))\n".utf8))
       }
       Foundation.exit(code.rawValue)
@@ -47,11 +48,21 @@ struct KernelOptions: ParsableArguments {
   func apply() { KernelChoice.current = kernels }
 }
 
-/// Layer widths written as "16,16".
-func parseWidths(_ argument: String) throws -> [Int] {
-  let widths = argument.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) ?? 0 }
-  guard widths.allSatisfy({ $0 > 0 }) else { throw ValidationError("expected positive widths such as 16,16") }
-  return widths
+/// Layer widths written as "16,16". A type of its own, so that `--help` shows the default as one types it; the
+/// values are checked in `validate()`, so that "-4" gets a message of its own.
+struct Widths: ExpressibleByArgument, Sendable {
+  var values: [Int]
+
+  init(_ values: [Int]) { self.values = values }
+
+  init?(argument: String) {
+    let parts = argument.split(separator: ",", omittingEmptySubsequences: false)
+    let values = parts.map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    guard values.allSatisfy({ $0 != nil }) else { return nil }
+    self.values = values.map { $0! }
+  }
+
+  var defaultValueDescription: String { values.map(String.init).joined(separator: ",") }
 }
 
 /// The executable of another stage, built beside this one, if it is there.
@@ -81,18 +92,21 @@ struct TrainCommand: ParsableCommand {
   @Option(parsing: .unconditional, help: "Full-batch SGD steps (demos: 100 moons, 1000 spirals).") var steps: Int?
   @Option(parsing: .unconditional, help: "Initial learning rate, decaying linearly to a tenth (demos: 1, 0.3).")
   var lr: Double?
-  @Option(help: "Hidden layer widths, comma-separated (demos: 16,16 and 64,64).", transform: parseWidths)
-  var hidden: [Int]?
-  @Option(help: "Seed of the data and the initial weights.") var seed: UInt64 = 1337
+  @Option(parsing: .unconditional, help: "Hidden layer widths, comma-separated (demos: 16,16 and 64,64).")
+  var hidden: Widths?
+  @Option(parsing: .unconditional, help: "Seed of the data and the initial weights.") var seed: UInt64 = 1337
   @Option(help: "Where the curves and pictures go.") var plotDir = defaultPlotDir
   @OptionGroup var kernelOptions: KernelOptions
 
   func validate() throws {
-    if let points, points < 3 { throw ValidationError("--points must be at least 3, got \(points)") }
-    if let steps, steps < 1 { throw ValidationError("--steps must be a positive whole number, got \(steps)") }
-    if let lr, !(lr.isFinite && lr > 0) { throw ValidationError("--lr must be a finite positive number, got \(lr)") }
-    if let noise, !(noise.isFinite && noise >= 0) {
-      throw ValidationError("--noise must be finite and >= 0, got \(noise)")
+    try Check.count(points, "--points", in: 3...10_000_000)
+    try Check.number(noise, "--noise", in: Bounds(0, 100))
+    try Check.count(steps, "--steps", in: 1...10_000_000)
+    try Check.number(lr, "--lr", in: .positive)
+    if let hidden { try Check.widths(hidden.values, "--hidden", in: 1...1_000_000) }
+    for config in [configure(TrainConfig()), configure(TrainConfig.spirals)] {
+      let what = "this model on \(config.points) points"
+      try Check.memory(bytes: config.estimatedBytes, what: what, options: "--hidden or --points")
     }
   }
 
@@ -103,7 +117,7 @@ struct TrainCommand: ParsableCommand {
     config.noise = noise ?? config.noise
     config.steps = steps ?? config.steps
     config.learningRate = lr ?? config.learningRate
-    config.hidden = hidden ?? config.hidden
+    config.hidden = hidden?.values ?? config.hidden
     config.seed = seed
     return config
   }
@@ -140,13 +154,16 @@ struct TrainCommand: ParsableCommand {
       """)
     let progress = Progress(total: config.steps)
     let clock = Stopwatch()
-    let result = train(config) { record in
+    let result = try train(config) { record in
       progress.update(
         step: record.step,
         "loss \(String(format: "%.4f", record.loss))  accuracy \(String(format: "%5.1f", record.accuracy * 100))%")
     }
     let seconds = clock.seconds
     let (finalLoss, finalScores) = noGrad { lossAndScores(result.model, Batch(result.data), config: config) }
+    // The last update can be the one that breaks the weights; no plot of them is worth drawing.
+    let what = "the loss after the last step"
+    try Check.finiteLoss(Double(finalLoss.item), step: config.steps, learningRate: config.learningRate, what: what)
     let finalAccuracy = accuracy(finalScores, result.data.labels)
     print(
       "after \(config.steps) steps: loss \(String(format: "%.4f", finalLoss.item)), training accuracy "

@@ -39,6 +39,17 @@ public struct TrainConfig: Sendable {
 
   /// Network outputs: one score for two classes, one logit per class otherwise.
   var outputs: Int { classes == 2 ? 1 : classes }
+
+  /// Roughly the memory a run needs, in bytes, for `Check.memory`: each layer's weights with their gradient and
+  /// a scratch copy, and about six tensors of [points, width] per layer (product, bias, activation and their
+  /// gradients) kept for backward, or two for the 80x80 grid of the decision-boundary picture (no graph) if that
+  /// is larger. Counted in Double: no product overflows.
+  var estimatedBytes: Double {
+    let sizes = [2.0] + hidden.map(Double.init) + [Double(outputs)]
+    let parameters = zip(sizes, sizes.dropFirst()).map { ($0 + 1) * $1 }.reduce(0, +)
+    let rows = max(6 * Double(points), 2 * 6400)
+    return 4 * (3 * parameters + rows * sizes.reduce(0, +))
+  }
 }
 
 /// The figures of one training step.
@@ -114,7 +125,8 @@ func makeData(_ config: TrainConfig) -> Points2D {
 
 /// Trains an MLP on a toy set: each step is forward on the whole batch, loss, zeroGrad, backward, SGD update.
 /// `onStep` sees each step's loss and accuracy (measured before that step's update).
-public func train(_ config: TrainConfig, onStep: (StepRecord) -> Void = { _ in }) -> TrainResult {
+/// A loss that is not finite stops the run before it reaches the weights (a `UserError` with the step).
+public func train(_ config: TrainConfig, onStep: (StepRecord) -> Void = { _ in }) throws -> TrainResult {
   let data = makeData(config)
   let batch = Batch(data)
   let model = makeModel(config)
@@ -124,6 +136,7 @@ public func train(_ config: TrainConfig, onStep: (StepRecord) -> Void = { _ in }
   var history: [StepRecord] = []
   for step in 0..<config.steps {
     let (loss, scores) = lossAndScores(model, batch, config: config)
+    try Check.finiteLoss(Double(loss.item), step: step + 1, learningRate: config.learningRate)
     let record = StepRecord(
       step: step + 1, loss: Double(loss.item), accuracy: accuracy(scores, data.labels),
       learningRate: optimizer.learningRate(at: step))

@@ -1,3 +1,5 @@
+import Support
+
 /// Reverse-mode automatic differentiation over tensors. The graph is stage 1's: nodes, their parents, a
 /// topological order, the chain rule applied from the output back. What changes is the node: a whole tensor,
 /// whose local derivative is a Jacobian matrix. For y = tanh(x) with a million elements that matrix has 10^12
@@ -37,7 +39,7 @@ public final class Tensor<Scalar: TensorScalar> {
   public init(_ storage: [Scalar], shape: [Int], requiresGrad: Bool = false) {
     precondition(shape.allSatisfy { $0 >= 0 }, "Tensor: negative size in shape \(shape)")
     precondition(
-      storage.count == shape.reduce(1, *), "Tensor: \(storage.count) elements do not fill shape \(shape)")
+      storage.count == elementCount(shape), "Tensor: \(storage.count) elements do not fill shape \(shape)")
     self.storage = storage
     self.shape = shape
     self.requiresGrad = requiresGrad

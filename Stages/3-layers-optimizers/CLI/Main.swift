@@ -27,6 +27,7 @@ struct Stage3Command: ParsableCommand {
       if code == .success {  // --help, --version
         print(fullMessage(for: error))
       } else {
+        closeProgressLine()
         FileHandle.standardError.write(Data("stage3: error: \(message(for: error))\n".utf8))
       }
       Foundation.exit(code.rawValue)
@@ -48,16 +49,26 @@ struct KernelOptions: ParsableArguments {
   func apply() { KernelChoice.current = kernels }
 }
 
-/// Layer widths written as "128" or "256,128".
-func parseWidths(_ argument: String) throws -> [Int] {
-  let widths = argument.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) ?? 0 }
-  guard widths.allSatisfy({ $0 > 0 }) else { throw ValidationError("expected positive widths such as 16,16") }
-  return widths
+/// Layer widths written as "128" or "256,128". A type of its own, so that `--help` shows the default as one
+/// types it; the values are checked in `validate()`, so that "-4" gets a message of its own.
+struct Widths: ExpressibleByArgument, Sendable {
+  var values: [Int]
+
+  init(_ values: [Int]) { self.values = values }
+
+  init?(argument: String) {
+    let parts = argument.split(separator: ",", omittingEmptySubsequences: false)
+    let values = parts.map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    guard values.allSatisfy({ $0 != nil }) else { return nil }
+    self.values = values.map { $0! }
+  }
+
+  var defaultValueDescription: String { values.map(String.init).joined(separator: ",") }
 }
 
 /// Reads the digits, or says in one line why it cannot.
 func loadDigits(_ path: String?) throws -> DigitsSplits {
-  DigitsSplits(try Digits(path: path ?? Digits.defaultPath))
+  try DigitsSplits(try Digits(path: path ?? Digits.defaultPath))
 }
 
 /// The training history as a chart: train and validation loss, validation accuracy on the right axis.
@@ -108,12 +119,13 @@ struct TrainCommand: ResumableCommand {
   @Option(parsing: .unconditional, help: "Examples per batch.") var batchSize = 32
   @Option(parsing: .unconditional, help: "Batches whose gradients add up before each optimizer step.")
   var accumulation = 1
-  @Option(help: "Hidden layer widths, comma-separated.", transform: parseWidths) var hidden = [512]
+  @Option(parsing: .unconditional, help: "Hidden layer widths, comma-separated.") var hidden = Widths([512])
   @Option(parsing: .unconditional, help: "Dropout probability after each hidden layer.") var dropout = 0.2
   @Option(parsing: .unconditional, help: "Weight decay of the weight matrices (default: 0.01 for adamw, else 0).")
   var weightDecay: Double?
   @Option(parsing: .unconditional, help: "Clip the gradients' global norm to this (0: off).") var clip = 1.0
-  @Option(help: "Seed of the initial weights, the batch order and dropout.") var seed: UInt64 = 1337
+  @Option(parsing: .unconditional, help: "Seed of the initial weights, the batch order and dropout.")
+  var seed: UInt64 = 1337
   @Option(help: "Save a checkpoint (safetensors) here after every epoch.") var checkpoint: String?
   @Option(help: "Continue from this checkpoint, with the options it records (only --epochs may change).")
   var resume: String?
@@ -122,19 +134,14 @@ struct TrainCommand: ResumableCommand {
   @OptionGroup var kernelOptions: KernelOptions
 
   func validate() throws {
-    guard epochs >= 1 else { throw ValidationError("--epochs must be a positive whole number, got \(epochs)") }
-    guard batchSize >= 1 else {
-      throw ValidationError("--batch-size must be a positive whole number, got \(batchSize)")
-    }
-    guard accumulation >= 1 else { throw ValidationError("--accumulation must be at least 1, got \(accumulation)") }
-    if let lr, !(lr.isFinite && lr > 0) { throw ValidationError("--lr must be a finite positive number, got \(lr)") }
-    guard dropout.isFinite, (0..<1).contains(dropout) else {
-      throw ValidationError("--dropout must be in [0, 1), got \(dropout)")
-    }
-    if let weightDecay, !(weightDecay.isFinite && weightDecay >= 0) {
-      throw ValidationError("--weight-decay must be finite and >= 0, got \(weightDecay)")
-    }
-    guard clip.isFinite, clip >= 0 else { throw ValidationError("--clip must be finite and >= 0, got \(clip)") }
+    try Check.number(lr, "--lr", in: .positive)
+    try Check.count(epochs, "--epochs", in: 1...100_000)
+    try Check.count(batchSize, "--batch-size", in: 1...1_000_000)
+    try Check.count(accumulation, "--accumulation", in: 1...10_000)
+    try Check.widths(hidden.values, "--hidden", in: 1...1_000_000)
+    try Check.number(dropout, "--dropout", in: Bounds(0, 1, includesHigh: false))
+    try Check.number(weightDecay, "--weight-decay", in: Bounds(0, 100))
+    try Check.number(clip, "--clip", in: Bounds(0, 1e6))
   }
 
   var config: TrainConfig {
@@ -146,7 +153,7 @@ struct TrainCommand: ResumableCommand {
     config.epochs = epochs
     config.batchSize = batchSize
     config.accumulation = accumulation
-    config.hidden = hidden
+    config.hidden = hidden.values
     config.dropout = dropout
     config.clip = clip
     config.seed = seed
@@ -164,7 +171,9 @@ struct TrainCommand: ResumableCommand {
   func train(resuming saved: CheckpointReader?) throws {
     kernelOptions.apply()
     try prepareOutputDirectory(plotDir)  // fail before training, not after
-    let splits = try loadDigits(data)
+    let splits = try loadDigits(data)  // small; the memory the run needs depends on it
+    let bytes = config.estimatedBytes(data: splits)
+    try Check.memory(bytes: bytes, what: "this run", options: "--hidden or --batch-size")
     if let checkpoint { try prepareOutputFile(checkpoint, option: "--checkpoint") }
     let trainer = Trainer(config, data: splits)
     var planned = epochs
@@ -177,7 +186,7 @@ struct TrainCommand: ResumableCommand {
         )
       }
     }
-    let sizes = (["64"] + hidden.map(String.init) + ["10"]).joined(separator: "-")
+    let sizes = (["64"] + hidden.values.map(String.init) + ["10"]).joined(separator: "-")
     print(
       """
       stage 3, layers and optimizers: MLP \(sizes) (\(trainer.model.parameterCount) parameters, dropout \(dropout)) \
@@ -194,7 +203,7 @@ struct TrainCommand: ResumableCommand {
     }
     let clock = Stopwatch()
     while trainer.epoch < epochs {
-      print(describe(trainer.runEpoch(), of: epochs))
+      print(describe(try trainer.runEpoch(), of: epochs))
       if let checkpoint { try trainer.save(to: checkpoint) }
     }
     let (testLoss, testAccuracy) = trainer.evaluate(trainer.data.test)
@@ -217,13 +226,14 @@ struct CompareCommand: ParsableCommand {
     commandName: "compare", abstract: "Train the same MLP with every optimizer; one plot, one table.")
 
   @Option(parsing: .unconditional, help: "Epochs for each optimizer.") var epochs = 50
-  @Option(help: "Seed of the initial weights, the batch order and dropout.") var seed: UInt64 = 1337
+  @Option(parsing: .unconditional, help: "Seed of the initial weights, the batch order and dropout.")
+  var seed: UInt64 = 1337
   @Option(help: "The digits CSV (default: the copy in Shared/Datasets/Data).") var data: String?
   @Option(help: "Where the plot goes.") var plotDir = defaultPlotDir
   @OptionGroup var kernelOptions: KernelOptions
 
   func validate() throws {
-    guard epochs >= 1 else { throw ValidationError("--epochs must be a positive whole number, got \(epochs)") }
+    try Check.count(epochs, "--epochs", in: 1...100_000)
   }
 
   func run() throws {
@@ -241,7 +251,7 @@ struct CompareCommand: ParsableCommand {
       config.seed = seed
       let trainer = Trainer(config, data: splits)
       let clock = Stopwatch()
-      for _ in 0..<epochs { trainer.runEpoch() }
+      for _ in 0..<epochs { try trainer.runEpoch() }
       let seconds = clock.seconds
       let last = trainer.history.last!
       let test = trainer.evaluate(splits.test).accuracy

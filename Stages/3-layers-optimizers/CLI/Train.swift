@@ -65,6 +65,17 @@ public struct TrainConfig: Sendable {
   /// `options` as one line: "--optimizer adamw --lr 0.003 ...".
   public var commandLine: String { options.map { $0.flag + " " + $0.value }.joined(separator: " ") }
 
+  /// Roughly the memory a run on `data` needs, in bytes, for `Check.memory`: the parameters with their
+  /// gradients, the optimizer's buffers and a scratch copy, and the activations of the largest batch it forms (a
+  /// training batch, or a whole evaluation set) kept for backward. Counted in Double: no product overflows.
+  func estimatedBytes(data: DigitsSplits) -> Double {
+    let sizes = [64.0] + hidden.map(Double.init) + [10]
+    let parameters = zip(sizes, sizes.dropFirst()).map { ($0 + 1) * $1 }.reduce(0, +)
+    let rows = Double(max(min(batchSize, data.train.count), data.validation.count, data.test.count))
+    let activations = 6 * rows * sizes.reduce(0, +)
+    return 4 * (5 * parameters + activations)
+  }
+
   /// The schedule over the whole run: 5% warmup, then down to a tenth of the rate (step: x0.3 every 10 epochs).
   func makeSchedule(stepsPerEpoch: Int) -> LRSchedule {
     let total = epochs * stepsPerEpoch
@@ -126,9 +137,11 @@ public final class Trainer {
     schedule = config.makeSchedule(stepsPerEpoch: stepsPerEpoch)
   }
 
-  /// One epoch: every training example once, in a new order, then the validation figures.
+  /// One epoch: every training example once, in a new order, then the validation figures. A loss that is not
+  /// finite stops the run (a `UserError` with the step and a hint) before it reaches the weights; a validation
+  /// loss that is not finite stops it before the caller can save the weights that gave it.
   @discardableResult
-  public func runEpoch() -> EpochRecord {
+  public func runEpoch() throws -> EpochRecord {
     model.train()
     let batches = loader.epoch(random)
     var lossTotal = 0.0
@@ -139,6 +152,7 @@ public final class Trainer {
       for indices in group {
         let batch = data.train.rows(indices)
         let loss = crossEntropyLoss(logits: model(batch.features), labels: batch.labels) / Float(group.count)
+        try Check.finiteLoss(Double(loss.item), step: optimizer.stepCount + 1, learningRate: config.lr)
         loss.backward()
         lossTotal += Double(loss.item)
       }
@@ -148,6 +162,8 @@ public final class Trainer {
       optimizer.zeroGrad()
     }
     let (validationLoss, validationAccuracy) = evaluate(data.validation)
+    let step = optimizer.stepCount
+    try Check.finiteLoss(validationLoss, step: step, learningRate: config.lr, what: "the validation loss")
     epoch += 1
     let record = EpochRecord(
       epoch: epoch, trainLoss: lossTotal / Double(stepsPerEpoch), validationLoss: validationLoss,

@@ -20,7 +20,7 @@ public enum Initializer: Sendable, Equatable {
   /// A weight tensor of the given shape; fanIn is the last size, fanOut the first.
   public func weight<Scalar: TensorScalar>(_ shape: [Int], rng: inout SeededRNG) -> Tensor<Scalar> {
     let (fanOut, fanIn) = (Double(shape[0]), Double(shape[shape.count - 1]))
-    let count = shape.reduce(1, *)
+    let count = elementCount(shape)
     let values: [Double]
     switch self {
     case .uniformFanIn:

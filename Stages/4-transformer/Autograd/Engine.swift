@@ -39,7 +39,7 @@ public final class Tensor<Scalar: TensorScalar> {
   public init(_ storage: [Scalar], shape: [Int], requiresGrad: Bool = false) {
     precondition(shape.allSatisfy { $0 >= 0 }, "Tensor: negative size in shape \(shape)")
     precondition(
-      storage.count == shape.reduce(1, *), "Tensor: \(storage.count) elements do not fill shape \(shape)")
+      storage.count == elementCount(shape), "Tensor: \(storage.count) elements do not fill shape \(shape)")
     self.storage = storage
     self.shape = shape
     self.requiresGrad = requiresGrad

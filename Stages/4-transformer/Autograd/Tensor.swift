@@ -13,7 +13,7 @@ extension Tensor {
 
   /// Every element `value`.
   public static func full(_ shape: [Int], _ value: Scalar, requiresGrad: Bool = false) -> Tensor {
-    Tensor([Scalar](repeating: value, count: shape.reduce(1, *)), shape: shape, requiresGrad: requiresGrad)
+    Tensor([Scalar](repeating: value, count: elementCount(shape)), shape: shape, requiresGrad: requiresGrad)
   }
 
   public static func zeros(_ shape: [Int], requiresGrad: Bool = false) -> Tensor {
@@ -28,7 +28,7 @@ extension Tensor {
   public static func uniform(
     _ shape: [Int], low: Scalar, high: Scalar, rng: inout SeededRNG, requiresGrad: Bool = false
   ) -> Tensor {
-    let values = (0..<shape.reduce(1, *)).map { _ in Scalar(rng.uniform(Double(low), Double(high))) }
+    let values = (0..<elementCount(shape)).map { _ in Scalar(rng.uniform(Double(low), Double(high))) }
     return Tensor(values, shape: shape, requiresGrad: requiresGrad)
   }
 
@@ -36,7 +36,7 @@ extension Tensor {
   public static func normal(
     _ shape: [Int], mean: Scalar = 0, std: Scalar = 1, rng: inout SeededRNG, requiresGrad: Bool = false
   ) -> Tensor {
-    let values = (0..<shape.reduce(1, *)).map { _ in Scalar(rng.normal(mean: Double(mean), std: Double(std))) }
+    let values = (0..<elementCount(shape)).map { _ in Scalar(rng.normal(mean: Double(mean), std: Double(std))) }
     return Tensor(values, shape: shape, requiresGrad: requiresGrad)
   }
 
@@ -83,7 +83,7 @@ extension Tensor {
       target[hole] = count / known
     }
     precondition(
-      target.allSatisfy { $0 >= 0 } && target.reduce(1, *) == count, "reshape: \(shape) cannot become \(newShape)")
+      target.allSatisfy { $0 >= 0 } && elementCount(target) == count, "reshape: \(shape) cannot become \(newShape)")
     return Tensor(storage, shape: target, op: "reshape", parents: [self]) { out in
       self.accumulateGrad(out.gradStorage!)
     }
@@ -134,7 +134,7 @@ extension Tensor {
         "concatenate: shapes \(tensors.map(\.shape)) differ off axis \(axis)")
     }
     // Seen as [outer, size along axis * inner]: each tensor contributes one run per outer index.
-    let outer = first.shape[..<axis].reduce(1, *)
+    let outer = elementCount(first.shape[..<axis])
     let runs = tensors.map { $0.count / Swift.max(outer, 1) }
     let total = runs.reduce(0, +)
     var y = [Scalar](repeating: 0, count: outer * total)

@@ -11,7 +11,7 @@ struct BenchCommand: ParsableCommand {
     commandName: "bench",
     abstract: "A GPT training step (nanoGPT's CPU configuration) against the sgemm peak; decoding speed.")
 
-  @Option(help: "Seconds spent timing each figure (more is steadier).") var seconds = 3.0
+  @Option(parsing: .unconditional, help: "Seconds spent timing each figure (more is steadier).") var seconds = 3.0
   @Flag(help: "Only the training step, op by op: where its time goes (run a profiler such as perf on this too).")
   var profile = false
   @OptionGroup var kernelOptions: KernelOptions
@@ -20,7 +20,7 @@ struct BenchCommand: ParsableCommand {
   static let stepFLOPs = 4.02e9
 
   func validate() throws {
-    guard seconds.isFinite, seconds > 0 else { throw ValidationError("--seconds must be positive, got \(seconds)") }
+    try Check.number(seconds, "--seconds", in: .positive(upTo: 600))
   }
 
   /// The times of `body`, repeated for about `seconds` (at least 3 times) after `warmup` calls.

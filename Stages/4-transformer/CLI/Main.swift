@@ -27,6 +27,7 @@ struct Stage4Command: ParsableCommand {
       if code == .success {  // --help, --version
         print(fullMessage(for: error))
       } else {
+        closeProgressLine()
         FileHandle.standardError.write(Data("stage4: error: \(message(for: error))\n".utf8))
       }
       Foundation.exit(code.rawValue)
@@ -47,11 +48,19 @@ struct KernelOptions: ParsableArguments {
   func apply() { KernelChoice.current = kernels }
 }
 
-/// A digit string such as "31415926" as tokens, or a clear error.
+/// A digit string such as "31415926" as tokens, or a clear error. Only the ten ASCII digits are tokens of this
+/// model: `Character.wholeNumberValue` would also read "⑪" as 11 (past the digits), "５" and "٣" as digits.
 func parseDigits(_ text: String, length: Int) throws -> [Int] {
-  let digits = text.compactMap { $0.wholeNumberValue }
-  guard digits.count == text.count, digits.count == length else {
-    throw UserError("--prompt must be exactly \(length) digits, got '\(text)'")
+  var digits: [Int] = []
+  for (position, character) in text.enumerated() {
+    guard let code = character.asciiValue, (48...57).contains(code) else {
+      let place = "character \(position + 1), \(describeCharacter(character))"
+      throw UserError("--prompt: \(place), is not one of the model's tokens (the digits 0-9)")
+    }
+    digits.append(Int(code) - 48)
+  }
+  guard digits.count == length else {
+    throw UserError("--prompt must be exactly \(length) digits, got \(digits.count) ('\(text)')")
   }
   return digits
 }
@@ -59,6 +68,31 @@ func parseDigits(_ text: String, length: Int) throws -> [Int] {
 /// Where a run writes its plots unless told otherwise: a folder git ignores, so that trying the examples never
 /// touches the reference pictures committed in Plots/4-transformer, which only `make plots` redraws.
 let defaultPlotDir = "Plots/runs/4-transformer"
+
+/// A character as a message can show it on one line: itself in quotes with its code point, "'⑪' (U+246A)";
+/// a control character or a space only by its code point.
+func describeCharacter(_ character: Character) -> String {
+  let codes = character.unicodeScalars.map { scalar in
+    let hex = String(scalar.value, radix: 16, uppercase: true)
+    return "U+" + String(repeating: "0", count: max(4 - hex.count, 0)) + hex
+  }
+  let code = codes.joined(separator: " ")
+  let visible = character.unicodeScalars.allSatisfy {
+    !$0.properties.isWhitespace && $0.value >= 0x20 && $0.value != 0x7F
+  }
+  return visible ? "'\(character)' (\(code))" : code
+}
+
+/// The model options `train` and `sample` share, each checked on its own so that each message names its option,
+/// then together: the width splits evenly among the heads.
+func checkModelOptions(layers: Int, heads: Int, width: Int) throws {
+  try Check.count(layers, "--layers", in: 1...1000)
+  try Check.count(heads, "--heads", in: 1...1024)
+  try Check.count(width, "--width", in: 1...65_536)
+  guard width % heads == 0 else {
+    throw UserError("--width must be a multiple of --heads (\(heads)), got \(width)")
+  }
+}
 
 // MARK: - train
 
@@ -82,7 +116,8 @@ struct TrainCommand: ResumableCommand {
   @Option(parsing: .unconditional, help: "Dropout on embeddings, attention weights and residual branches.")
   var dropout = 0.0
   @Option(help: "Position encoding: learned or sinusoidal.") var positions = PositionEncoding.learned
-  @Option(help: "Seed of the initial weights, the training sequences and dropout.") var seed: UInt64 = 1337
+  @Option(parsing: .unconditional, help: "Seed of the initial weights, the training sequences and dropout.")
+  var seed: UInt64 = 1337
   @Option(help: "Save a checkpoint (safetensors) here at every evaluation.") var checkpoint: String?
   @Option(help: "Continue from this checkpoint, with the options it records (only --steps may change).")
   var resume: String?
@@ -90,16 +125,13 @@ struct TrainCommand: ResumableCommand {
   @OptionGroup var kernelOptions: KernelOptions
 
   func validate() throws {
-    for (name, value) in [("--steps", steps), ("--batch-size", batchSize), ("--layers", layers), ("--heads", heads)] {
-      guard value >= 1 else { throw ValidationError("\(name) must be a positive whole number, got \(value)") }
-    }
-    guard width >= 1, width % heads == 0 else {
-      throw ValidationError("--width must be a positive multiple of --heads (\(heads)), got \(width)")
-    }
-    guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a finite positive number, got \(lr)") }
-    guard dropout.isFinite, (0..<1).contains(dropout) else {
-      throw ValidationError("--dropout must be in [0, 1), got \(dropout)")
-    }
+    try Check.count(steps, "--steps", in: 1...10_000_000)
+    try Check.count(batchSize, "--batch-size", in: 1...100_000)
+    try Check.number(lr, "--lr", in: .positive)
+    try checkModelOptions(layers: layers, heads: heads, width: width)
+    try Check.number(dropout, "--dropout", in: Bounds(0, 1, includesHigh: false))
+    let memory = "--width, --layers or --batch-size"
+    try Check.memory(bytes: config.estimatedBytes(), what: "this run", options: memory)
   }
 
   var config: TrainConfig {
@@ -154,19 +186,20 @@ struct TrainCommand: ResumableCommand {
           + "this is not the run --steps \(steps) makes from the start")
     }
     let clock = Stopwatch()
+    let firstStep = trainer.step  // steps/s counts this run's steps, not those before a resume
     let every = max(steps / 10, 1)
     var recent: [Double] = []
     while trainer.step < steps {
-      recent.append(trainer.runStep())
+      recent.append(try trainer.runStep())
       // Every tenth of the run, and five times as often in the first tenth, where the learning happens.
       let early = trainer.step <= every && trainer.step % max(every / 5, 1) == 0
       if trainer.step % every == 0 || trainer.step == steps || early {
-        let r = trainer.record(trainLoss: recent.reduce(0, +) / Double(recent.count))
+        let r = try trainer.record(trainLoss: recent.reduce(0, +) / Double(recent.count))
         recent = []
         print(
           String(
             format: "step %*d/%d  loss %.4f  held-out exact match %5.1f%%  %.0f steps/s", String(steps).count, r.step,
-            steps, r.loss, r.exactMatch * 100, Double(trainer.step) / clock.seconds))
+            steps, r.loss, r.exactMatch * 100, Double(trainer.step - firstStep) / clock.seconds))
         if let checkpoint { try trainer.save(to: checkpoint) }
       }
     }
@@ -209,12 +242,12 @@ struct SampleCommand: ResumableCommand {
     commandName: "sample", abstract: "Generate from a trained checkpoint: the model's answer to a digit prompt.")
 
   @Option(help: "The checkpoint `stage4 train --checkpoint` wrote.") var checkpoint: String
-  @Option(help: "The digits to reverse (8 of them).") var prompt = "31415926"
+  @Option(parsing: .unconditional, help: "The digits to reverse (8 of them).") var prompt = "31415926"
   @Option(parsing: .unconditional, help: "0 is greedy; below 1 sharper, above 1 flatter.") var temperature = 0.0
   @Option(parsing: .unconditional, help: "Sample among the k most likely tokens only.") var topK: Int?
   @Option(parsing: .unconditional, help: "Sample among the most likely tokens whose probabilities reach p.") var topP:
     Double?
-  @Option(help: "Seed of the sampling.") var seed: UInt64 = 0
+  @Option(parsing: .unconditional, help: "Seed of the sampling.") var seed: UInt64 = 0
   @Option(parsing: .unconditional, help: "How many samples.") var count = 1
   @Flag(inversion: .prefixedNo, help: "Decode with the key/value cache.") var kvCache = true
   // The checkpoint decides the model's shape; given here, it must agree (the defaults are the train command's).
@@ -224,15 +257,15 @@ struct SampleCommand: ResumableCommand {
   @Option(help: "Position encoding of the checkpoint's model.") var positions = PositionEncoding.learned
 
   func validate() throws {
-    guard temperature.isFinite, temperature >= 0 else {
-      throw ValidationError("--temperature must be >= 0, got \(temperature)")
-    }
-    if let topK, topK < 1 { throw ValidationError("--top-k must be at least 1, got \(topK)") }
-    if let topP, !(topP > 0 && topP <= 1) { throw ValidationError("--top-p must be in (0, 1], got \(topP)") }
-    guard count >= 1 else { throw ValidationError("--count must be at least 1, got \(count)") }
-    guard layers >= 1, heads >= 1, width >= 1, width % heads == 0 else {
-      throw ValidationError("--width must be a positive multiple of --heads")
-    }
+    try Check.number(temperature, "--temperature", in: Bounds(0, 100))
+    try Check.count(topK, "--top-k", in: 1...1_000_000)
+    try Check.number(topP, "--top-p", in: .positive(upTo: 1))
+    try Check.count(count, "--count", in: 1...100_000)
+    try checkModelOptions(layers: layers, heads: heads, width: width)
+    var config = TrainConfig()
+    (config.layers, config.heads, config.width, config.batchSize) = (layers, heads, width, 1)
+    let bytes = config.estimatedBytes(evaluationRows: 0)
+    try Check.memory(bytes: bytes, what: "this model", options: "--width or --layers")
   }
 
   /// The model's shape, which the checkpoint decides.

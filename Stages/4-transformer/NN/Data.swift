@@ -60,8 +60,20 @@ public struct DigitsSplits {
 
   public static let splitSeed: UInt64 = 2024
 
-  public init(_ digits: Digits) {
-    let parts = seededSplit(count: digits.count, fractions: [0.7, 0.15, 0.15], seed: DigitsSplits.splitSeed)
+  public static let fractions = [0.7, 0.15, 0.15]
+
+  /// Splits the digits, or says how many images the split needs: an empty part would leave nothing to train
+  /// on, or an accuracy of 0/0.
+  public init(_ digits: Digits) throws {
+    let sizes = splitSizes(count: digits.count, fractions: DigitsSplits.fractions)
+    guard !sizes.contains(0) else {
+      let needed = minimumSplitCount(fractions: DigitsSplits.fractions)
+      let parts = "\(sizes[0]), \(sizes[1]) and \(sizes[2]) images"
+      var message = "'\(digits.path)' holds \(digits.count) images, too few to split 70/15/15 into train, "
+      message += "validation and test (\(parts)): each part needs at least one, so the file at least \(needed)"
+      throw UserError(message)
+    }
+    let parts = seededSplit(count: digits.count, fractions: DigitsSplits.fractions, seed: DigitsSplits.splitSeed)
     let all = LabeledData(
       features: Tensor(digits.images.flatMap { $0.map(Float.init) }, shape: [digits.count, 64]), labels: digits.labels)
     (train, validation, test) = (all.rows(parts[0]), all.rows(parts[1]), all.rows(parts[2]))

@@ -79,7 +79,7 @@ extension Tensor {
     let keep = dropout.map { attentionDropoutMask(count: b * h * square, p: $0.p, random: $0.random) }
     let (keepValues, padding) = (keep ?? [], keyPadding?.storage ?? [])
     // Every head writes its own block of both in full.
-    let (weights, out): ([Scalar], [Scalar]) = makeArrays(b * h * square, outputShape.reduce(1, *)) { pp, op in
+    let (weights, out): ([Scalar], [Scalar]) = makeArrays(b * h * square, elementCount(outputShape)) { pp, op in
       withPointers(q.storage, k.storage, v.storage, keepValues, padding) { qp, kp, vp, keepP, padP in
         Parallel.forEach(b * h, grain: 1) { pairs in
           for bh in pairs {

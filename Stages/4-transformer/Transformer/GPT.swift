@@ -63,7 +63,7 @@ public typealias ParameterSource<Scalar: TensorScalar> = (String, [Int], Paramet
 public func gpt2Initialization<Scalar: TensorScalar>(layers: Int, rng: SeededRNG) -> ParameterSource<Scalar> {
   var rng = rng
   return { _, shape, role in
-    let count = shape.reduce(1, *)
+    let count = elementCount(shape)
     let std = role == .residualProjection ? 0.02 / (2 * Double(layers)).squareRoot() : 0.02
     switch role {
     case .weight, .residualProjection:
