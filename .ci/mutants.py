@@ -2,7 +2,7 @@
 """make mutants: plant realistic single-line bugs, one at a time, and check that the tests notice.
 
 Each mutation replaces one exact piece of one line (it must occur exactly once in its file) in a scratch copy of
-the checkout (rsynced to /tmp/mutants-<user>/src, whose .build is kept between mutants and between runs, so each
+the checkout (copied to /tmp/mutants-<user>/src, whose .build is kept between mutants and between runs, so each
 mutant rebuilds only what its file touches). The mutant is then run against the suites that should catch it
 (`swift test --filter`), and, if those pass, against `stageN gradcheck`. A mutant is killed when a build of the
 tests fails to pass: a failing test, a failing gradient check, a crash or a time-out; it survived when everything
@@ -20,6 +20,7 @@ import argparse
 import getpass
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -348,6 +349,37 @@ def check(mutations):
     return not problems
 
 
+def sync(source, target):
+    """Makes `target` a copy of the checkout at `source` (without .build and .git), rewriting only the files that
+    differ, so that an unchanged file keeps its time stamp and the kept .build does not recompile it."""
+    skip = {".build", ".git", ".swiftpm"}
+    wanted = set()
+    for folder, subfolders, files in os.walk(source):
+        subfolders[:] = [d for d in subfolders if d not in skip and not d.startswith(".build")]
+        relative = os.path.relpath(folder, source)
+        os.makedirs(os.path.join(target, relative), exist_ok=True)
+        for name in files:
+            path = os.path.normpath(os.path.join(relative, name))
+            wanted.add(path)
+            with open(os.path.join(source, path), "rb") as f:
+                data = f.read()
+            copy = os.path.join(target, path)
+            if os.path.exists(copy):
+                with open(copy, "rb") as f:
+                    if f.read() == data:
+                        continue
+            with open(copy, "wb") as f:
+                f.write(data)
+            shutil.copymode(os.path.join(source, path), copy)
+    for folder, subfolders, files in os.walk(target):
+        subfolders[:] = [d for d in subfolders if d not in skip and not d.startswith(".build")]
+        relative = os.path.relpath(folder, target)
+        for name in files:
+            path = os.path.normpath(os.path.join(relative, name))
+            if path not in wanted:
+                os.remove(os.path.join(target, path))
+
+
 def failing_tests(output):
     names = re.findall(r"✘ Test (\S+?)\(", output)
     return list(dict.fromkeys(names))
@@ -379,12 +411,7 @@ def main():
     if not check(mutations):
         return 1
 
-    os.makedirs(SOURCE, exist_ok=True)
-    status, out = run(["rsync", "-a", "--delete", "--exclude", ".build", "--exclude", ".git", ROOT + "/", SOURCE + "/"],
-                      ROOT)
-    if status != 0:
-        print(out, file=sys.stderr)
-        return 1
+    sync(ROOT, SOURCE)
     print(f"scratch copy: {SOURCE} (its .build is kept between runs)")
     started = time.time()
     print("building the unmutated copy ...", flush=True)

@@ -185,6 +185,19 @@ import Testing
     #expect(m1.parameters().allSatisfy { abs($0.data) <= 1 })
   }
 
+  /// micrograd's initialisation, bounded on both sides: weights uniform in [-1, 1] reaching near both ends with the
+  /// spread of U(-1, 1) (std 1 / sqrt(3)), biases 0. All zeros, or a narrower range, fails.
+  @Test func weightsAreUniformInMinusOneToOneAndBiasesZero() {
+    var rng = SeededRNG(seed: 2)
+    let layer = Layer(inputs: 50, outputs: 40, activation: .relu, rng: &rng)
+    let weights = layer.neurons.flatMap { $0.weights.map(\.data) }
+    #expect(weights.count == 2000 && weights.allSatisfy { abs($0) <= 1 })
+    #expect(weights.max()! > 0.98 && weights.min()! < -0.98)
+    let std = (weights.map { $0 * $0 }.reduce(0, +) / 2000).squareRoot()
+    #expect(abs(std - 1 / 3.0.squareRoot()) < 0.02)
+    #expect(layer.neurons.allSatisfy { $0.bias.data == 0 })
+  }
+
   @Test func aNeuronComputesTanhOfTheWeightedSum() {
     var rng = SeededRNG(seed: 2)
     let neuron = Neuron(inputs: 2, activation: .tanh, rng: &rng)
@@ -206,19 +219,6 @@ import Testing
 }
 
 @Suite struct LossAndOptimizerTests {
-  /// micrograd's initialisation, bounded on both sides: weights uniform in [-1, 1] reaching near both ends with the
-  /// spread of U(-1, 1) (std 1 / sqrt(3)), biases 0. All zeros, or a narrower range, fails.
-  @Test func weightsAreUniformInMinusOneToOneAndBiasesZero() {
-    var rng = SeededRNG(seed: 2)
-    let layer = Layer(inputs: 50, outputs: 40, activation: .relu, rng: &rng)
-    let weights = layer.neurons.flatMap { $0.weights.map(\.data) }
-    #expect(weights.count == 2000 && weights.allSatisfy { abs($0) <= 1 })
-    #expect(weights.max()! > 0.98 && weights.min()! < -0.98)
-    let std = (weights.map { $0 * $0 }.reduce(0, +) / 2000).squareRoot()
-    #expect(abs(std - 1 / 3.0.squareRoot()) < 0.02)
-    #expect(layer.neurons.allSatisfy { $0.bias.data == 0 })
-  }
-
   @Test func hingeLossIsTheMeanMarginViolation() {
     // margins 1 - y s: 1 - 2 = -1 -> 0; 1 - (-1)(0.5) = 1.5; 1 - (1)(0.25) = 0.75
     let loss = hingeLoss(scores: [Value(2), Value(0.5), Value(0.25)], labels: [1, -1, 1])
