@@ -208,7 +208,7 @@ MUTATIONS = [
              "biases in the weight-decay group", fast(3, "TrainingTests/theTrainer", "OptimizerGoldenTests")),
     Mutation("s3-adamw-coupled", f"{S3}/NN/Optimizers.swift",
              "let (shrink, coupled) = decoupledWeightDecay ? (1 - lr * decay, Scalar(0)) : (1, decay)",
-             "let (shrink, coupled) = decoupledWeightDecay ? (1, decay) : (1, decay)",
+             "let (shrink, coupled) = decoupledWeightDecay ? (Scalar(1), decay) : (1, decay)",
              "AdamW's decay coupled into the gradient (Adam's L2)", fast(3, "OptimizerGoldenTests")),
     Mutation("s3-adam-step-count", f"{S3}/NN/Optimizers.swift",
              "    let t = Double(stepCount)\n", "    let t = Double(stepCount + 1)\n",
