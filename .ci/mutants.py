@@ -319,7 +319,7 @@ def run(command, cwd, timeout=None):
     """(exit status, output); status None on a time-out."""
     try:
         done = subprocess.run(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=timeout)
+                              errors="replace", timeout=timeout)
         return done.returncode, done.stdout
     except subprocess.TimeoutExpired as expired:
         out = expired.stdout or ""
