@@ -63,5 +63,4 @@ lint:
 	swift format lint --strict --recursive $(SOURCES)
 
 mutants: deps
-	python3 .ci/mutants.py --check
-	python3 .ci/mutants.py $(if $(ONLY),--only $(ONLY))
+	@python3 .ci/mutants.py $(if $(ONLY),--only $(ONLY))
