@@ -8,13 +8,15 @@
 #   make docs                  run every command the READMEs and chapters show and compare what it prints
 #                              (.ci/doccheck.py; CI=true also runs the long ones); make docs-fix rewrites what differs
 #   make format / make lint    swift-format over the sources (lint fails on any difference)
+#   make mutants [ONLY=id,id]  plant each single-line bug of .ci/mutants.py in a scratch copy and check that the
+#                              tests kill it (ends with "K of N mutations killed"; not part of CI)
 
 STAGE_DIRS := $(sort $(wildcard Stages/[0-9]*-*))
 STAGE_NUMBERS := $(sort $(foreach d,$(STAGE_DIRS),$(firstword $(subst -, ,$(notdir $(d))))))
 STAGE ?= $(lastword $(STAGE_NUMBERS))
 SOURCES := Package.swift Stages Shared Tests
 
-.PHONY: deps build run test bench gradcheck plots diff docs docs-fix format lint
+.PHONY: deps build run test bench gradcheck plots diff docs docs-fix format lint mutants
 
 deps:
 	@bash .ci/deps
@@ -73,3 +75,6 @@ format:
 
 lint:
 	swift format lint --strict --recursive $(SOURCES)
+
+mutants: deps
+	@python3 .ci/mutants.py $(if $(ONLY),--only $(ONLY))

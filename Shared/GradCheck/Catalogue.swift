@@ -307,6 +307,15 @@ public let catalogue: [GradCase] = [
     ],
     "one new query against three cached keys with the causal mask (a KV-cache step)"),
   GradCase(
+    "attention_dropout", stage: 4,
+    inputs: [
+      .init("q", [1, 2, 3, 4], anyReal), .init("k", [1, 2, 3, 4], anyReal), .init("v", [1, 2, 3, 4], anyReal),
+    ],
+    """
+    causal attention with dropout p = 0.5 on the weights, the mask drawn afresh from seed 5 at every evaluation (so
+    one fixed mask): the dropped weights' gradients are zero, the kept ones scaled by 1 / (1 - p)
+    """),
+  GradCase(
     "multi_head_attention", stage: 4,
     inputs: [
       .init("x", [2, 3, 8], anyReal), .init("qkv_weight", [24, 8], .uniform(-0.5, 0.5)),

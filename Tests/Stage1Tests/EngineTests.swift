@@ -55,6 +55,30 @@ import Testing
     #expect(x.grad == 12)
   }
 
+  /// d/dx x^p = p x^(p-1) on both sides of zero: at a negative x an odd p - 1 gives a negative slope, so a derivative
+  /// written with abs(x) (or |x|^p for the value) fails here; and non-integer powers of positive x, with values
+  /// worked out from the definition.
+  @Test func powersAndTheirDerivativesOnBothSidesOfZero() {
+    let cases: [(x: Double, p: Double, value: Double, slope: Double)] = [
+      (-1.5, 2, 2.25, -3),
+      (-1.5, 3, -3.375, 6.75),
+      (-1.5, -2, 1 / 2.25, 2 / 3.375),  // -2 x^-3 at x = -1.5
+      (-2, -1, -0.5, -0.25),
+      (0.7, 2, 0.49, 1.4),
+      (4, 0.5, 2, 0.25),
+      (4, 2.5, 32, 20),  // 2.5 * 4^1.5 = 2.5 * 8
+      (4, -1.5, 0.125, -1.5 / 32),  // -1.5 * 4^-2.5
+      (0.25, 1.5, 0.125, 0.75),  // 1.5 * 0.25^0.5
+    ]
+    for (x, p, value, slope) in cases {
+      let v = Value(x)
+      let y = v.pow(p)
+      y.backward()
+      #expect(abs(y.data - value) <= 1e-14 * max(1, abs(value)), "\(x)^\(p)")
+      #expect(abs(v.grad - slope) <= 1e-14 * max(1, abs(slope)), "d/dx \(x)^\(p)")
+    }
+  }
+
   @Test func plainNumbersMixOnEitherSide() {
     let x = Value(2)
     let y = (1 + x) * (3 - x) + 2 * x + 8 / x + (x + 1) * (x - 1) + x * 3 + x / 4
@@ -159,6 +183,19 @@ import Testing
     let m2 = MLP(inputs: 3, sizes: [4, 2], rng: &b)
     #expect(m1.parameters().map(\.data) == m2.parameters().map(\.data))
     #expect(m1.parameters().allSatisfy { abs($0.data) <= 1 })
+  }
+
+  /// micrograd's initialisation, bounded on both sides: weights uniform in [-1, 1] reaching near both ends with the
+  /// spread of U(-1, 1) (std 1 / sqrt(3)), biases 0. All zeros, or a narrower range, fails.
+  @Test func weightsAreUniformInMinusOneToOneAndBiasesZero() {
+    var rng = SeededRNG(seed: 2)
+    let layer = Layer(inputs: 50, outputs: 40, activation: .relu, rng: &rng)
+    let weights = layer.neurons.flatMap { $0.weights.map(\.data) }
+    #expect(weights.count == 2000 && weights.allSatisfy { abs($0) <= 1 })
+    #expect(weights.max()! > 0.98 && weights.min()! < -0.98)
+    let std = (weights.map { $0 * $0 }.reduce(0, +) / 2000).squareRoot()
+    #expect(abs(std - 1 / 3.0.squareRoot()) < 0.02)
+    #expect(layer.neurons.allSatisfy { $0.bias.data == 0 })
   }
 
   @Test func aNeuronComputesTanhOfTheWeightedSum() {

@@ -34,6 +34,26 @@ import Testing
     #expect(x.gradStorage! == [slope])
   }
 
+  /// d/dx x^p = p x^(p-1) on both sides of zero: at a negative x an odd p - 1 gives a negative slope, so a derivative
+  /// written with abs(x) fails here; and non-integer powers of positive x, with values from the definition.
+  @Test func powersAndTheirDerivativesOnBothSidesOfZero() {
+    let cases: [(p: Double, x: [Double], value: [Double], slope: [Double])] = [
+      (2, [-1.5, 0.7], [2.25, 0.49], [-3, 1.4]),
+      (3, [-1.5, 2], [-3.375, 8], [6.75, 12]),
+      (-2, [-1.5, 2], [1 / 2.25, 0.25], [2 / 3.375, -0.25]),  // -2 x^-3
+      (0.5, [4, 0.25], [2, 0.5], [0.25, 1]),
+      (2.5, [4, 1], [32, 1], [20, 2.5]),  // 2.5 x^1.5
+      (-1.5, [4, 1], [0.125, 1], [-1.5 / 32, -1.5]),  // -1.5 x^-2.5
+    ]
+    for (p, x, value, slope) in cases {
+      let t = T(x, shape: [2], requiresGrad: true)
+      let y = t.pow(p)
+      y.sum().backward()
+      #expect(zip(y.storage, value).allSatisfy { abs($0 - $1) <= 1e-14 * max(1, abs($1)) }, "\(x)^\(p)")
+      #expect(zip(t.gradStorage!, slope).allSatisfy { abs($0 - $1) <= 1e-14 * max(1, abs($1)) }, "d/dx \(x)^\(p)")
+    }
+  }
+
   @Test func broadcastingFollowsNumPysRules() {
     #expect(broadcastShape([3, 1], [1, 4]) == [3, 4])
     #expect(broadcastShape([2, 3], [3]) == [2, 3])

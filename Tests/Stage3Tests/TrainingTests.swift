@@ -44,6 +44,41 @@ import Testing
     }
   }
 
+  /// What the trainer wires up, for every optimizer: the decaying group holds exactly the matrices (rank >= 2),
+  /// with the configured decay; every bias is in the group without decay; no parameter is left out or in twice.
+  @Test(arguments: OptimizerKind.allCases)
+  func theTrainerDecaysTheMatricesOnly(_ kind: OptimizerKind) {
+    var config = TrainConfig()
+    config.optimizer = kind
+    config.weightDecay = 0.05
+    config.hidden = [16, 8]
+    let trainer = Trainer(config, data: splits)
+    let groups = trainer.optimizer.groups
+    let decaying = groups.filter { $0.weightDecay != 0 }.flatMap(\.parameters)
+    let kept = groups.filter { $0.weightDecay == 0 }.flatMap(\.parameters)
+    #expect(groups.allSatisfy { $0.weightDecay == 0 || $0.weightDecay == 0.05 })
+    #expect(decaying.count == 3 && decaying.allSatisfy { $0.rank >= 2 })
+    #expect(kept.count == 3 && kept.allSatisfy { $0.rank == 1 })
+    let ids = Set((decaying + kept).map(ObjectIdentifier.init))
+    #expect(ids == Set(trainer.parameters.map(ObjectIdentifier.init)) && ids.count == 6)
+  }
+
+  /// The first optimizer step runs at the schedule's rate for step 0. One batch holds the whole training split,
+  /// so an epoch is one step: 20 steps with one of warmup, where step 0's factor is 1/2 and step 1's is 1.
+  @Test func theFirstStepUsesTheSchedulesRateForStepZero() throws {
+    var config = TrainConfig()
+    config.epochs = 20
+    config.batchSize = 2000
+    config.hidden = [16]
+    let trainer = Trainer(config, data: splits)
+    #expect(trainer.stepsPerEpoch == 1 && trainer.schedule == .cosine(warmup: 1, total: 20, floor: 0.1))
+    let first = try trainer.runEpoch()
+    #expect(trainer.optimizer.stepCount == 1)
+    #expect(first.learningRate == config.lr * trainer.schedule.factor(at: 0))
+    #expect(abs(first.learningRate - config.lr / 2) < 1e-15)
+    #expect(abs(try trainer.runEpoch().learningRate - config.lr) < 1e-15)  // step 1: the warmup is over
+  }
+
   @Test func theDemoReaches97PercentOnTheTestSet() throws {
     let trainer = Trainer(TrainConfig(), data: splits)
     while trainer.epoch < TrainConfig().epochs { try trainer.runEpoch() }

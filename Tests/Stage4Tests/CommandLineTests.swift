@@ -109,7 +109,7 @@ import Testing
     let result = try run("gradcheck")
     #expect(result.status == 0)
     #expect(result.output.contains("gpt_tiny"))
-    #expect(result.output.hasSuffix("82 passed, 0 failed\n"))
+    #expect(result.output.hasSuffix("83 passed, 0 failed\n"))
   }
 
   /// Every number printed after "loss " (train and validation losses alike), in order.

@@ -20,8 +20,11 @@ import Testing
     for mismatch in result.mismatches { Issue.record(Comment(rawValue: mismatch.description)) }
   }
 
-  /// Training runs in Float: every case's Float forward must agree with its Double forward, to 1e-5 relative
-  /// (or 1e-5 absolute where the value is below 1, where a relative figure means nothing).
+  /// A consistency check, not a correctness test: it runs the same code twice, in Float and in Double, so a wrong
+  /// formula passes it (both precisions compute the same wrong value). What it does catch is a precision problem:
+  /// training runs in Float, and every case's Float forward must agree with its Double forward, to 1e-5 relative
+  /// (or 1e-5 absolute where the value is below 1, where a relative figure means nothing). The value tests
+  /// against the definitions (LayersTests, the composed forms) are the correctness tests of the forwards.
   @Test(arguments: cases(upToStage: 4).map(\.name))
   func floatForwardAgreesWithDouble(_ name: String) throws {
     let gradCase = try #require(catalogue.first { $0.name == name })

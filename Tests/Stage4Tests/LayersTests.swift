@@ -40,14 +40,22 @@ import Testing
 
   @Test func initialisersHaveTheirScales() {
     var rng = SeededRNG(seed: 3)
-    let uniform: Tensor<Double> = Initializer.uniformFanIn.weight([200, 100], rng: &rng)
-    #expect(uniform.storage.allSatisfy { abs($0) <= 0.1 })
-    let xavier: Tensor<Double> = Initializer.xavierUniform.weight([200, 100], rng: &rng)
-    #expect(xavier.storage.allSatisfy { abs($0) <= (6.0 / 300).squareRoot() })
-    #expect(xavier.storage.contains { abs($0) > 0.1 })
     func std(_ t: Tensor<Double>) -> Double {
       (t.storage.map { $0 * $0 }.reduce(0, +) / Double(t.count)).squareRoot()
     }
+    // Bounded above and below: within the bound, reaching close to it on both sides, with the spread of U(-a, a)
+    // (std a / sqrt(3)); all zeros, or a bound off by a factor, fails.
+    func expectUniform(_ t: Tensor<Double>, bound: Double) {
+      #expect(t.storage.allSatisfy { abs($0) <= bound })
+      #expect(t.storage.max()! > 0.98 * bound && t.storage.min()! < -0.98 * bound)
+      #expect(abs(std(t) - bound / 3.0.squareRoot()) < 0.02 * bound)
+    }
+    expectUniform(Initializer.uniformFanIn.weight([200, 100], rng: &rng), bound: 0.1)
+    expectUniform(Initializer.xavierUniform.weight([200, 100], rng: &rng), bound: (6.0 / 300).squareRoot())
+    let linear = Linear<Double>(400, 300, rng: &rng)  // PyTorch's bias: U(-1/sqrt(inputs), 1/sqrt(inputs))
+    expectUniform(linear.weight, bound: 0.05)
+    expectUniform(linear.bias!, bound: 0.05)
+    #expect(Linear<Double>(4, 3, initializer: .xavierUniform, rng: &rng).bias!.storage == [0, 0, 0])
     #expect(abs(std(Initializer.kaimingNormal.weight([200, 100], rng: &rng)) - (2.0 / 100).squareRoot()) < 0.003)
     #expect(abs(std(Initializer.normal(std: 0.02).weight([200, 100], rng: &rng)) - 0.02) < 0.001)
   }
@@ -92,6 +100,59 @@ import Testing
     let composed = evaluate(inputs) { $0[0].matmul($0[1].transposed()) + $0[2] }
     expectClose(fused.output, composed.output)
     for (a, b) in zip(fused.grads, composed.grads) { expectClose(a, b) }
+  }
+
+  @Test func linearIsXTimesWTransposedPlusBiasByHand() {
+    let x = T([1, 2, -1, 0.5], shape: [2, 2], requiresGrad: true)
+    let w = T([1, 2, 3, 4, 5, 6], shape: [3, 2], requiresGrad: true)
+    let b = T([0.5, -1, 0], shape: [3], requiresGrad: true)
+    let y = Linear(weight: w, bias: b)(x)
+    #expect(y.shape == [2, 3] && y.storage == [5.5, 10, 17, 0.5, -2, -2])
+    y.sum().backward()
+    #expect(x.gradStorage! == [9, 12, 9, 12])  // each row: the column sums of W
+    #expect(w.gradStorage! == [0, 2.5, 0, 2.5, 0, 2.5])  // each row: the sum of the rows of x
+    #expect(b.gradStorage! == [2, 2, 2])
+  }
+
+  /// LayerNorm's values from its definition, y = (x - mean) / sqrt(var + eps) * gamma + beta with the biased
+  /// variance, worked out here number by number. The second row's variance (2.5e-5) is close to eps (1e-5), so
+  /// eps outside the square root (/ (sqrt(var) + eps)) is off by 18% there, not by float noise: the tolerance
+  /// 1e-12 catches it by eleven orders of magnitude (and a missing eps, or the unbiased variance, as well).
+  @Test func layerNormMatchesItsDefinitionByHand() {
+    let rows: [[Double]] = [[1, 2, 3, 4], [0, 0.01, 0, 0.01]]
+    let (gamma, beta, eps): ([Double], [Double], Double) = ([1, 2, 1, 0.5], [0, 0, 1, -1], 1e-5)
+    var expected: [Double] = []
+    for row in rows {
+      let mean = row.reduce(0, +) / 4
+      let variance = row.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 4
+      for (i, value) in row.enumerated() {
+        expected.append((value - mean) / (variance + eps).squareRoot() * gamma[i] + beta[i])
+      }
+    }
+    // Row 1: mean 2.5, variance 1.25; row 2: mean 0.005, variance 2.5e-5, so x - mean = -+0.005.
+    #expect(abs(expected[0] - (-1.5 / 1.25001.squareRoot())) < 1e-12)
+    #expect(abs(expected[5] - (2 * 0.005 / 0.000035.squareRoot())) < 1e-12)
+    let x = T(rows.flatMap { $0 }, shape: [2, 4])
+    let fused = x.layerNorm(T(gamma, shape: [4]), T(beta, shape: [4]), eps: eps)
+    #expect(zip(fused.storage, expected).allSatisfy { abs($0 - $1) <= 1e-12 * max(1, abs($1)) }, "\(fused.storage)")
+    let module = LayerNorm<Double>(4, eps: eps)
+    module.gamma!.storage = gamma
+    module.beta!.storage = beta
+    #expect(zip(module(x).storage, expected).allSatisfy { abs($0 - $1) <= 1e-12 * max(1, abs($1)) })
+  }
+
+  /// Cross-entropy by hand: row 0 has p(label) = 1/2, row 1 has 1/4 (logits ln 3 and 0, label 1), row 2 is
+  /// ignored. The mean is over the two counted rows only: (ln 2 + ln 4) / 2; the gradient is (p - onehot) / 2 on
+  /// the counted rows and 0 on the ignored one.
+  @Test func crossEntropyAveragesOverTheCountedRowsOnlyByHand() {
+    let logits = T([0, 0, Foundation.log(3), 0, 5, -5], shape: [3, 2], requiresGrad: true)
+    let loss = crossEntropyLoss(logits: logits, labels: [0, 1, -100])
+    #expect(abs(loss.item - 1.5 * Foundation.log(2)) < 1e-12)
+    loss.backward()
+    let expected: [Double] = [-0.25, 0.25, 0.375, -0.375, 0, 0]
+    #expect(zip(logits.gradStorage!, expected).allSatisfy { abs($0 - $1) < 1e-12 }, "\(logits.gradStorage!)")
+    let allIgnored = crossEntropyLoss(logits: T([1, 2], shape: [1, 2]), labels: [-100])
+    #expect(allIgnored.item.isNaN)  // 0 / 0, as in PyTorch
   }
 
   @Test func layerNormEqualsItsDefinitionInPlainOps() {

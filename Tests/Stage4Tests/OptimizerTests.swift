@@ -39,6 +39,13 @@ import Testing
       threeSteps { SGD($0, learningRate: 0.1, momentum: 0.9) }, [0.06199999999999989, 1.0800000000000003, -0.427])
   }
 
+  @Test func sgdWithDampenedMomentum() {
+    // b = g on the first step, then b = 0.9 b + (1 - 0.5) g.
+    expectClose(
+      threeSteps { SGD($0, learningRate: 0.1, momentum: 0.9, dampening: 0.5) },
+      [0.252, 0.6720000000000002, -0.388])
+  }
+
   @Test func sgdWithNesterovMomentum() {
     expectClose(
       threeSteps { SGD($0, learningRate: 0.1, momentum: 0.9, nesterov: true) },

@@ -265,6 +265,49 @@ import Testing
     #expect(targets == [-100, -100, -100, 3, 2, 1])
   }
 
+  /// What the trainer wires up: AdamW whose decaying group holds exactly the matrices and embeddings (rank >= 2)
+  /// with the configured decay, every bias and LayerNorm gain and shift in the group without decay, no parameter
+  /// left out or in twice.
+  @Test func theTrainerDecaysTheMatricesAndEmbeddingsOnly() throws {
+    var config = TrainConfig()
+    config.width = 16
+    let trainer = Trainer(config, heldOutCount: 10)
+    let adam = try #require(trainer.optimizer as? Adam<Float>)
+    #expect(adam.decoupledWeightDecay)
+    let groups = trainer.optimizer.groups
+    let decaying = groups.filter { $0.weightDecay != 0 }.flatMap(\.parameters)
+    let kept = groups.filter { $0.weightDecay == 0 }.flatMap(\.parameters)
+    #expect(groups.allSatisfy { $0.weightDecay == 0 || $0.weightDecay == config.weightDecay })
+    // Per block: qkv, projection, expand, contract weights; plus the token and position embeddings.
+    #expect(decaying.count == 4 * config.layers + 2 && decaying.allSatisfy { $0.rank >= 2 })
+    // Per block: 2 LayerNorms (gain, shift) and 4 biases; plus the final LayerNorm.
+    #expect(kept.count == 8 * config.layers + 2 && kept.allSatisfy { $0.rank == 1 })
+    let names = trainer.model.namedParameters()
+    let keptIDs = Set(kept.map(ObjectIdentifier.init))
+    let biasesAndNorms = names.filter { $0.name.hasSuffix("bias") || $0.name.contains("orm") }
+    #expect(biasesAndNorms.count == kept.count)
+    #expect(biasesAndNorms.allSatisfy { keptIDs.contains(ObjectIdentifier($0.tensor)) })
+    let ids = Set((decaying + kept).map(ObjectIdentifier.init))
+    #expect(ids == Set(trainer.parameters.map(ObjectIdentifier.init)) && ids.count == trainer.parameters.count)
+  }
+
+  /// The first optimizer step runs at the schedule's rate for step 0: 40 steps with 2 of warmup, where step 0's
+  /// factor is 1/3 and step 1's is 2/3 (so asking the schedule for the step after is caught).
+  @Test func theFirstStepUsesTheSchedulesRateForStepZero() throws {
+    var config = TrainConfig()
+    config.steps = 40
+    config.width = 16
+    config.batchSize = 4
+    let trainer = Trainer(config, heldOutCount: 10)
+    #expect(trainer.schedule == .cosine(warmup: 2, total: 40, floor: 0.1))
+    _ = try trainer.runStep()
+    #expect(trainer.optimizer.stepCount == 1)
+    #expect(trainer.optimizer.learningRate == config.learningRate * trainer.schedule.factor(at: 0))
+    #expect(abs(trainer.optimizer.learningRate - config.learningRate / 3) < 1e-15)
+    _ = try trainer.runStep()
+    #expect(abs(trainer.optimizer.learningRate - config.learningRate * 2 / 3) < 1e-15)
+  }
+
   @Test func aTinyGPTLearnsToReverseHeldOutSequences() throws {
     // The demo's model and rate on a shorter schedule (it solves the task within about 50 steps), evaluated on
     // 300 held-out sequences: the demo's claim at a price a debug-build test can pay.

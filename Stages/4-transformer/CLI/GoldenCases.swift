@@ -112,6 +112,8 @@ func goldenOutput<S: TensorScalar>(_ name: String, _ x: [Tensor<S>]) -> Tensor<S
   case "attention_padding":
     return Tensor.attention(x[0], x[1], x[2], causal: false, keyPadding: Tensor([0, 0, 0, 0, 0, 1], shape: [2, 3]))
   case "attention_one_query": return Tensor.attention(x[0], x[1], x[2], causal: true)
+  case "attention_dropout":
+    return Tensor.attention(x[0], x[1], x[2], causal: true, dropout: (p: 0.5, random: RandomSource(seed: 5)))
   case "multi_head_attention":
     let attention = MultiHeadAttention(
       qkv: Linear(weight: x[1], bias: x[2]), projection: Linear(weight: x[3], bias: x[4]), heads: 2, causal: true,
