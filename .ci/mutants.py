@@ -239,7 +239,7 @@ MUTATIONS = [
              '"optimizer_steps": String(optimizer.stepCount),', '"optimizer_steps": String(optimizer.stepCount - 1),',
              "a checkpoint saves the optimizer's step count one short", fast(3, "TrainingTests/aResumed")),
     Mutation("s3-checkpoint-rng", f"{S3}/NN/Checkpoint.swift",
-             'tensors["rng"] = SafeTensor([s.0, s.1, s.2, s.3], shape: [4])', 'tensors["rng"] = SafeTensor([s.1, s.0, s.2, s.3], shape: [4])',
+             'tensors["rng"] = try SafeTensor([s.0, s.1, s.2, s.3], shape: [4])', 'tensors["rng"] = try SafeTensor([s.1, s.0, s.2, s.3], shape: [4])',
              "a checkpoint saves the generator state scrambled", fast(3, "TrainingTests/aResumed")),
 
     # --- Stage 4: attention, the GPT, generation, the trainer, checkpoints ---
@@ -297,12 +297,12 @@ MUTATIONS = [
              "layerNormForward(x, gamma: gamma, beta: beta, y, mean: mean, rstd: rstd, rows: rows, n: n, eps: 10 * eps)",
              "LayerNorm's eps ten times too large (stage 4)", fast(4, "FusedAgainstComposedTests")),
     Mutation("s4-checkpoint-optimizer-state", f"{S4}/NN/Checkpoint.swift",
-             'tensors["optimizer.\\(kind).\\(name)"] = SafeTensor(values, shape: p.shape)',
-             'tensors["optimizer.\\(kind).\\(name)"] = SafeTensor(values.map { $0 * 0 }, shape: p.shape)',
+             'tensors["optimizer.\\(kind).\\(name)"] = try SafeTensor(values, shape: p.shape)',
+             'tensors["optimizer.\\(kind).\\(name)"] = try SafeTensor(values.map { $0 * 0 }, shape: p.shape)',
              "a checkpoint saves zeros for Adam's moments", fast(4, "ReversalTrainingTests/aResumed")),
     Mutation("s4-checkpoint-step", f"{S4}/NN/Checkpoint.swift",
-             '"format": "stage4-checkpoint", "step": String(step), "optimizer_steps": String(optimizer.stepCount),',
-             '"format": "stage4-checkpoint", "step": String(step + 1), "optimizer_steps": String(optimizer.stepCount),',
+             '"format": Self.checkpointFormat, "step": String(step), "optimizer_steps": String(optimizer.stepCount),',
+             '"format": Self.checkpointFormat, "step": String(step + 1), "optimizer_steps": String(optimizer.stepCount),',
              "a checkpoint saves the step one ahead", fast(4, "ReversalTrainingTests/aResumed")),
 
     # --- Shared/Support ---
