@@ -116,8 +116,8 @@ public func writeDecisionBoundary(
   for point in plot.points { points.append([point.x, point.y, Double(point.label)]) }
   let gridFile = name + "-grid.csv"
   let pointsFile = name + "-points.csv"
-  try writeAtomically(grid.csv, to: directory + "/" + gridFile)
-  try writeAtomically(points.csv, to: directory + "/" + pointsFile)
+  try writeAtomically(grid.csv, to: directory + "/" + gridFile, as: plotWriter)
+  try writeAtomically(points.csv, to: directory + "/" + pointsFile, as: plotWriter)
   let body = plot.script(gridFile: gridFile, pointsFile: pointsFile)
   var report = try renderPNG(body: body, name: name, directory: directory, size: (800, 600), gnuplot: gnuplot)
   report.written.insert(contentsOf: [directory + "/" + gridFile, directory + "/" + pointsFile], at: 0)

@@ -109,7 +109,7 @@ public func writeLineChart(
 ) throws -> PlotReport {
   try prepareOutputDirectory(directory)
   let dataFile = name + ".csv"
-  try writeAtomically(chart.table.csv, to: directory + "/" + dataFile)
+  try writeAtomically(chart.table.csv, to: directory + "/" + dataFile, as: plotWriter)
   var report = try renderPNG(body: chart.script(dataFile: dataFile), name: name, directory: directory, gnuplot: gnuplot)
   report.written.insert(directory + "/" + dataFile, at: 0)
   return report

@@ -6,7 +6,7 @@ import Support
 /// This file is the part every kind of chart shares: the table, the report and the gnuplot driver; the charts
 /// themselves are in LineChart.swift and DecisionBoundary.swift.
 
-/// What a plot call wrote, and anything the user should know (gnuplot missing or failing).
+/// What a plot call wrote, and anything the user should know (gnuplot missing).
 public struct PlotReport: Sendable {
   public var written: [String] = []
   public var notes: [String] = []
@@ -58,6 +58,15 @@ let keyBelow = "set key outside below center horizontal Left reverse noenhanced 
 /// can choose it, or say there is none.
 public func installedGnuplot() -> String? { findExecutable("gnuplot") }
 
+/// The option plot files are written under: `reserveOutput` and `writeAtomically` name it.
+let plotWriter = "--plot-dir"
+
+/// Reserves, before any work, the files a line chart `name` will write in `directory` (CSV, script, PNG), so that
+/// a checkpoint or an input named like one of them is found before training instead of destroyed after it.
+public func reserveLineChartFiles(name: String, directory: String) throws {
+  for suffix in [".csv", ".gp", ".png"] { try reserveOutput(directory + "/" + name + suffix, for: plotWriter) }
+}
+
 /// Writes `name`.gp (a PNG script) and runs `gnuplot` on it when there is one.
 func renderPNG(
   body: String, name: String, directory: String, size: (Int, Int) = (900, 540), gnuplot: String?
@@ -71,7 +80,8 @@ func renderPNG(
     \(body)
 
     """
-  try writeAtomically(script, to: directory + "/" + scriptFile)
+  try refuseOverwriting(directory + "/" + name + ".png", as: plotWriter)  // gnuplot writes it, not this file
+  try writeAtomically(script, to: directory + "/" + scriptFile, as: plotWriter)
   var report = PlotReport()
   report.written.append(directory + "/" + scriptFile)
   guard let gnuplot else {
@@ -81,11 +91,12 @@ func renderPNG(
     return report
   }
   let run = try runTool(gnuplot, [scriptFile], workingDirectory: directory)
-  if run.status == 0 {
-    report.written.append(directory + "/" + name + ".png")
-  } else {
+  // An installed gnuplot that fails is an error, not a note: the picture the run promised is not there. The data
+  // and the script are written, so nothing is lost, and the message says where they are.
+  guard run.status == 0 else {
     let reason = run.errorOutput.split(separator: "\n").last.map(String.init) ?? "exit \(run.status)"
-    report.notes.append("gnuplot could not render \(scriptFile): \(reason)")
+    throw UserError("gnuplot could not render \(directory)/\(scriptFile) (its data is beside it): \(reason)")
   }
+  report.written.append(directory + "/" + name + ".png")
   return report
 }

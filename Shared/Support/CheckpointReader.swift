@@ -17,6 +17,7 @@ public final class CheckpointReader {
   /// Reads the file at `path`, which must be a safetensors file whose metadata "format" is `format`.
   public convenience init(path: String, format: String) throws {
     let (tensors, metadata) = try readSafetensors(path)
+    markAsInput(path, replaceableBy: "--checkpoint")  // a resumed run may save over it; no plot may
     try self.init(tensors: tensors, metadata: metadata, source: path, format: format)
   }
 

@@ -30,15 +30,29 @@ public func prepareOutputDirectory(_ path: String) throws {
 }
 
 /// Checks, before any work, that the run can write the file `path` named by `option` (such as "--checkpoint"):
-/// not empty, not a directory, in a directory that exists or can be made and takes a new file, and not one of the
-/// run's inputs (`markAsInput`). The probe is a real file, created and removed at once.
-public func prepareOutputFile(_ path: String, option: String) throws {
+/// not empty, not a directory, not a device or a pipe, in a directory that exists or can be made and takes a new
+/// file, and not one of the run's inputs (`markAsInput`) or another output's file (`reserveOutput`). An existing
+/// file is replaced only when `replaceable` says it is one of the option's own (an old checkpoint), never a file
+/// the user keeps for something else. The probe is a real file, created and removed at once.
+public func prepareOutputFile(
+  _ path: String, option: String, replaceable: ((String) -> Bool)? = nil, kind: String = "file"
+) throws {
   guard !path.isEmpty else { throw UserError("\(option) is an empty path") }
-  var isDirectory: ObjCBool = false
-  if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-    throw UserError("\(option) '\(path)' is a directory; it needs a file name")
+  guard !path.hasSuffix("/") else { throw UserError("\(option) '\(path)' ends in '/'; it needs a file name") }
+  try refuseOverwriting(path, as: option)  // the most telling reason first: an input, or another output's file
+  var info = stat()
+  if stat(path, &info) == 0 {
+    let type = info.st_mode & S_IFMT
+    guard type != S_IFDIR else { throw UserError("\(option) '\(path)' is a directory; it needs a file name") }
+    guard type == S_IFREG else {
+      throw UserError("\(option) '\(path)' is a device, pipe or socket, not a file; it needs a file name")
+    }
+    if let replaceable, !replaceable(path) {
+      throw UserError(
+        "\(option) '\(path)' exists and is not a \(kind); it is not replaced (remove it or choose another name)")
+    }
   }
-  try refuseOverwritingInput(path, option: option)
+  try reserveOutput(path, for: option)
   let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
   do {
     try prepareOutputDirectory(directory)
@@ -58,23 +72,37 @@ private func tryCreating(_ path: String) -> String? {
   return nil
 }
 
-// MARK: - Inputs are never overwritten
+// MARK: - Inputs are never overwritten, nor one output by another
 
 /// The files this process reads as data, by device and inode, so that a hard link, a symbolic link or another
-/// spelling of the same path is still recognised.
-private final class InputFiles: @unchecked Sendable {
+/// spelling of the same path is still recognised; and the files its outputs will write, by resolved path (they
+/// may not exist yet), with the option that writes each.
+private final class RunFiles: @unchecked Sendable {
   private let lock = NSLock()
-  private var files: [FileIdentity: String] = [:]
+  private var inputs: [FileIdentity: (path: String, writer: String?)] = [:]
+  private var outputs: [String: String] = [:]
 
-  func add(_ path: String) {
+  func addInput(_ path: String, writer: String?) {
     guard let identity = FileIdentity(path) else { return }
-    lock.withLock { files[identity] = path }
+    lock.withLock { inputs[identity] = (path, writer) }
   }
 
-  func input(sameAs path: String) -> String? {
+  func input(sameAs path: String) -> (path: String, writer: String?)? {
     guard let identity = FileIdentity(path) else { return nil }
-    return lock.withLock { files[identity] }
+    return lock.withLock { inputs[identity] }
   }
+
+  func addOutput(_ path: String, owner: String) { lock.withLock { outputs[resolvedPath(path)] = owner } }
+
+  func owner(of path: String) -> String? { lock.withLock { outputs[resolvedPath(path)] } }
+}
+
+/// `path` made absolute with its directory's symbolic links resolved, so that two spellings of one file agree.
+private func resolvedPath(_ path: String) -> String {
+  let url = URL(fileURLWithPath: path)
+  let directory = url.deletingLastPathComponent().resolvingSymlinksInPath().path
+  let name = url.lastPathComponent
+  return (directory == "/" ? "" : directory) + "/" + name
 }
 
 private struct FileIdentity: Hashable {
@@ -89,19 +117,32 @@ private struct FileIdentity: Hashable {
   }
 }
 
-private let inputFiles = InputFiles()
+private let runFiles = RunFiles()
 
 /// Records that the run reads `path` as input data: every later write through this file's functions refuses to
-/// replace it (an output named like the data set would otherwise destroy it).
-public func markAsInput(_ path: String) {
-  inputFiles.add(path)
+/// replace it (an output named like the data set would otherwise destroy it). `writer` is the one option allowed
+/// to replace it: a run resumed from a checkpoint may save over that same checkpoint, but no plot may.
+public func markAsInput(_ path: String, replaceableBy writer: String? = nil) {
+  runFiles.addInput(path, writer: writer)
 }
 
-/// Throws if writing `path` would replace a file marked as input.
-func refuseOverwritingInput(_ path: String, option: String? = nil) throws {
-  guard let input = inputFiles.input(sameAs: path) else { return }
-  let what = option.map { "\($0) '\(path)'" } ?? "'\(path)'"
-  throw UserError("\(what) is the input file '\(input)'; writing it would destroy the input")
+/// Records, before any work, that `owner` (an option such as "--checkpoint", or "--plot-dir") will write `path`,
+/// and refuses if that would replace an input or a file another output writes: a plot named like the checkpoint
+/// would otherwise replace it at the end of the run.
+public func reserveOutput(_ path: String, for owner: String) throws {
+  try refuseOverwriting(path, as: owner)
+  runFiles.addOutput(path, owner: owner)
+}
+
+/// Throws if `writer` writing `path` would replace an input it may not replace, or another output's file.
+public func refuseOverwriting(_ path: String, as writer: String?) throws {
+  let what = writer.map { "\($0) '\(path)'" } ?? "'\(path)'"
+  if let input = runFiles.input(sameAs: path), input.writer == nil || input.writer != writer {
+    throw UserError("\(what) is the input file '\(input.path)'; writing it would destroy the input")
+  }
+  if let owner = runFiles.owner(of: path), owner != writer {
+    throw UserError("\(what) is also a file that \(owner) writes; one output would destroy the other")
+  }
 }
 
 // MARK: - Atomic writes
@@ -116,8 +157,8 @@ func temporaryName(for name: String, pid: Int32 = getpid()) -> String {
 /// the disk (fsync), and the temporary is renamed over `path`. A reader never sees half a file, and a run killed
 /// at any moment leaves the previous file whole. The temporary is the project's own, not Foundation's (which
 /// leaves `.dat.nosync*` files behind when killed); leftovers of killed runs beside `path` are removed here.
-public func writeAtomically(_ contents: Data, to path: String) throws {
-  try refuseOverwritingInput(path)
+public func writeAtomically(_ contents: Data, to path: String, as writer: String? = nil) throws {
+  try refuseOverwriting(path, as: writer)
   let url = URL(fileURLWithPath: path)
   let directory = url.deletingLastPathComponent().path
   removeStaleTemporaries(of: url.lastPathComponent, in: directory)
@@ -167,9 +208,9 @@ func removeStaleTemporaries(of name: String, in directory: String) {
   }
 }
 
-/// Writes text to `path` atomically (see `writeAtomically(_:to:)`).
-public func writeAtomically(_ text: String, to path: String) throws {
-  try writeAtomically(Data(text.utf8), to: path)
+/// Writes text to `path` atomically (see `writeAtomically(_:to:as:)`).
+public func writeAtomically(_ text: String, to path: String, as writer: String? = nil) throws {
+  try writeAtomically(Data(text.utf8), to: path, as: writer)
 }
 
 /// The full path of an executable found on PATH, or nil.

@@ -162,3 +162,15 @@ public func readSafetensors(_ path: String) throws -> (tensors: [String: SafeTen
   guard let data = FileManager.default.contents(atPath: path) else { throw UserError("cannot read '\(path)'") }
   return try decodeSafetensors(Array(data), source: path)
 }
+
+/// Whether the file at `path` begins as a safetensors file does (an 8-byte header length that fits the file, then
+/// a JSON object): a checkpoint may be saved over such a file, never over a file that is something else.
+public func looksLikeSafetensors(_ path: String) -> Bool {
+  guard let handle = FileHandle(forReadingAtPath: path) else { return false }
+  defer { try? handle.close() }
+  guard let head = try? handle.read(upToCount: 9), head.count == 9, head[head.startIndex + 8] == UInt8(ascii: "{")
+  else { return false }
+  let length = head.prefix(8).reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+  guard let size = try? handle.seekToEnd() else { return false }
+  return length <= size - 8
+}

@@ -55,7 +55,8 @@ public enum Check {
   /// `what` says which loss: the training loss of a step, or a held-out loss measured after it.
   public static func finiteLoss(_ loss: Double, step: Int, learningRate: Double, what: String = "the loss") throws {
     guard !loss.isFinite else { return }
-    var message = "training diverged: \(what) is \(loss) at step \(step)"
+    let value = loss.isNaN ? "nan" : String(describing: loss)  // not "-nan": a NaN's sign means nothing
+    var message = "training diverged: \(what) is \(value) at step \(step)"
     message += "; try a lower --lr than " + formatNumber(learningRate)
     throw UserError(message)
   }

@@ -176,6 +176,22 @@ import Testing
     #expect(points == "x,y,label\n0.5,0.5,1\n")
   }
 
+  @Test func aGnuplotThatFailsIsAUserErrorAndTheDataStays() throws {
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    let fake = directory + "/failing-gnuplot"
+    try "#!/bin/sh\necho 'line 3: all points y value undefined!' >&2\nexit 1\n".write(
+      toFile: fake, atomically: false, encoding: .utf8)
+    chmod(fake, 0o755)
+    let error = try #require(throws: UserError.self) {
+      _ = try writeLineChart(chart(), name: "loss", directory: directory, gnuplot: fake)
+    }
+    #expect(
+      error.description
+        == "gnuplot could not render \(directory)/loss.gp (its data is beside it): line 3: all points y value undefined!"
+    )
+    #expect(FileManager.default.fileExists(atPath: directory + "/loss.csv"))
+  }
+
   @Test func anUnwritableDirectoryIsAUserError() {
     #expect(throws: UserError.self) {
       _ = try writeLineChart(chart(), name: "x", directory: "/proc/no-such-dir", gnuplot: nil)

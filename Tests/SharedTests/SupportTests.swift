@@ -155,6 +155,55 @@ import Testing
     #expect(try String(contentsOfFile: data, encoding: .utf8) == "1,2,3\n")
   }
 
+  @Test func aCheckpointNeverReplacesADeviceAPipeOrAFileThatIsNotACheckpoint() throws {
+    try prepareOutputDirectory(directory)
+    func message(_ path: String) -> String {
+      do {
+        try prepareOutputFile(
+          path, option: "--checkpoint", replaceable: looksLikeSafetensors, kind: "safetensors checkpoint")
+        return "accepted"
+      } catch { return "\(error)" }
+    }
+    #expect(
+      message("/dev/null") == "--checkpoint '/dev/null' is a device, pipe or socket, not a file; it needs a file name")
+    let fifo = directory + "/fifo"
+    #expect(mkfifo(fifo, 0o600) == 0)
+    #expect(message(fifo) == "--checkpoint '\(fifo)' is a device, pipe or socket, not a file; it needs a file name")
+    #expect(message(directory + "/x.st/") == "--checkpoint '\(directory)/x.st/' ends in '/'; it needs a file name")
+    let notes = directory + "/notes.txt"
+    try writeAtomically("my notes\n", to: notes)
+    #expect(
+      message(notes)
+        == "--checkpoint '\(notes)' exists and is not a safetensors checkpoint; it is not replaced (remove it or choose another name)"
+    )
+    #expect(try String(contentsOfFile: notes, encoding: .utf8) == "my notes\n")
+    let old = directory + "/old.safetensors"
+    try writeSafetensors(["x": try SafeTensor([Float(1)], shape: [1])], metadata: [:], to: old)
+    #expect(message(old) == "accepted")  // an earlier checkpoint is saved over, as torch.save does
+  }
+
+  @Test func oneOutputNeverReplacesAnotherOrAnInputOtherThanItsOwn() throws {
+    try prepareOutputDirectory(directory)
+    let plot = directory + "/digits.csv"
+    try reserveOutput(plot, for: "--plot-dir")
+    do {
+      try prepareOutputFile(plot, option: "--checkpoint")
+      Issue.record("a checkpoint named like a plot was accepted")
+    } catch {
+      #expect(
+        "\(error)" == "--checkpoint '\(plot)' is also a file that --plot-dir writes; one output would destroy the other"
+      )
+    }
+    // A resumed checkpoint is an input that only --checkpoint may replace.
+    let resumed = directory + "/resumed.safetensors"
+    try writeAtomically("checkpoint bytes", to: resumed)
+    markAsInput(resumed, replaceableBy: "--checkpoint")
+    #expect(throws: UserError.self) { try reserveOutput(resumed, for: "--plot-dir") }
+    #expect(throws: UserError.self) { try writeAtomically("a plot", to: resumed, as: "--plot-dir") }
+    try writeAtomically("the next checkpoint", to: resumed, as: "--checkpoint")
+    #expect(try String(contentsOfFile: resumed, encoding: .utf8) == "the next checkpoint")
+  }
+
   @Test func writingIntoAMissingDirectoryIsAnError() {
     #expect(throws: UserError.self) { try writeAtomically("x", to: "/nonexistent-dir/x.txt") }
   }

@@ -26,13 +26,7 @@ import Testing
       .appendingPathComponent("stage1").path
     let scratch = NSTemporaryDirectory() + "stage1-losses-\(getpid())"
     defer { try? FileManager.default.removeItem(atPath: scratch) }
-    let arguments = [
-      "train", "--dataset", config.dataset.rawValue, "--points", "\(config.points)", "--noise", "\(config.noise)",
-      "--steps", "\(config.steps)", "--lr", "\(config.learningRate)",
-      "--hidden", config.hidden.map(String.init).joined(separator: ","), "--seed", "\(config.seed)",
-      "--plot-dir", scratch,
-    ]
-    let run = try runTool(stage1, arguments)
+    let run = try runTool(stage1, config.stage1Arguments(plotDir: scratch))
     #expect(run.status == 0, "\(run.errorOutput)")
     let csv = try String(contentsOfFile: scratch + "/loss.csv", encoding: .utf8)
     let expected = csv.split(separator: "\n").dropFirst().map { Double($0.split(separator: ",")[1])! }

@@ -114,14 +114,29 @@ import Testing
     let data = directory + "/digits.csv"
     try FileManager.default.copyItem(atPath: Digits.defaultPath, toPath: data)
     let original = try Data(contentsOf: URL(fileURLWithPath: data))
+    let notes = directory + "/notes.txt"
+    try writeAtomically("my notes\n", to: notes)
     let refusals: [([String], String)] = [
-      (["--data", data, "--checkpoint", data], "--checkpoint '\(data)' is the input file '\(data)'"),
+      (
+        ["--data", data, "--checkpoint", data, "--plot-dir", directory + "/plots"],
+        "--checkpoint '\(data)' is the input file '\(data)'"
+      ),
       (["--checkpoint", ""], "--checkpoint is an empty path"),
       (["--checkpoint", directory], "--checkpoint '\(directory)' is a directory; it needs a file name"),
       (
         ["--checkpoint", "/proc/x.safetensors"], "--checkpoint '/proc/x.safetensors': directory '/proc' is not writable"
       ),
       (["--plot-dir", "/proc"], "directory '/proc' is not writable"),
+      (["--checkpoint", "/dev/null"], "--checkpoint '/dev/null' is a device, pipe or socket, not a file"),
+      (["--checkpoint", directory + "/x.st/"], "--checkpoint '\(directory)/x.st/' ends in '/'; it needs a file name"),
+      (
+        ["--checkpoint", directory + "/digits.png"],
+        "--checkpoint '\(directory)/digits.png' is also a file that --plot-dir writes; one output would destroy the other"
+      ),
+      (
+        ["--checkpoint", notes],
+        "--checkpoint '\(notes)' exists and is not a safetensors checkpoint; it is not replaced"
+      ),
     ]
     for (arguments, message) in refusals {
       let result = try runTool(Self.executable, ["train", "--plot-dir", directory] + arguments)
@@ -130,12 +145,15 @@ import Testing
       #expect(result.errorOutput.split(separator: "\n").count == 1)
       #expect(!result.output.contains("epoch"))
     }
-    // A plot named like the data, in the data's folder: refused when it is written, the data kept.
+    // A plot named like the data, in the data's folder: refused before training, the data kept.
     let plot = try run("train", "--epochs", "1", "--hidden", "4", "--data", data, "--plot-dir", directory)
     #expect(plot.status != 0)
     #expect(
-      plot.errorOutput == "stage3: error: '\(data)' is the input file '\(data)'; writing it would destroy the input\n")
+      plot.errorOutput
+        == "stage3: error: --plot-dir '\(data)' is the input file '\(data)'; writing it would destroy the input\n")
+    #expect(!plot.output.contains("epoch"))
     #expect(try Data(contentsOf: URL(fileURLWithPath: data)) == original)
+    #expect(try String(contentsOfFile: notes, encoding: .utf8) == "my notes\n")
   }
 
   /// The table and the CSV hold the runs' real figures, in order: each optimizer's row with its default rate and

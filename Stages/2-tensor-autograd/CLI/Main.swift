@@ -201,13 +201,7 @@ struct TrainCommand: ParsableCommand {
     }
     let scratch = NSTemporaryDirectory() + "stage1-compare-\(getpid())"
     defer { try? FileManager.default.removeItem(atPath: scratch) }
-    let arguments = [
-      "train", "--dataset", config.dataset.rawValue, "--points", "\(config.points)", "--noise", "\(config.noise)",
-      "--steps", "\(config.steps)", "--lr", "\(config.learningRate)",
-      "--hidden", config.hidden.map(String.init).joined(separator: ","), "--seed", "\(config.seed)",
-      "--plot-dir", scratch,
-    ]
-    guard let run = try? runTool(stage1, arguments), run.status == 0,
+    guard let run = try? runTool(stage1, config.stage1Arguments(plotDir: scratch)), run.status == 0,
       let line = run.output.split(separator: "\n").first(where: { $0.hasPrefix("after ") }),
       let timeText = line.split(separator: " ").dropLast().last, let stage1Seconds = Double(timeText)
     else {
@@ -215,7 +209,23 @@ struct TrainCommand: ParsableCommand {
       return
     }
     print("stage 1 on the same data and seed (scalar Values, Double): " + line)
+    // A run of a few milliseconds has no speed to compare: its times are mostly start-up and rounding.
+    guard stage1Seconds >= 0.05, seconds > 0 else {
+      print("(both runs took under 0.05 s: too short to compare their speeds)")
+      return
+    }
     print("stage 2 trained the same network \(String(format: "%.0f", stage1Seconds / seconds))x faster")
+  }
+}
+
+extension TrainConfig {
+  /// Stage 1's `train` command line for this configuration: the same network, data, seed and steps.
+  func stage1Arguments(plotDir: String) -> [String] {
+    [
+      "train", "--dataset", dataset.rawValue, "--points", "\(points)", "--noise", "\(noise)", "--steps", "\(steps)",
+      "--lr", "\(learningRate)", "--hidden", hidden.map(String.init).joined(separator: ","), "--seed", "\(seed)",
+      "--plot-dir", plotDir,
+    ]
   }
 }
 

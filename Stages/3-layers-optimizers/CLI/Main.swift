@@ -99,6 +99,8 @@ let defaultPlotDir = "Plots/runs/3-layers-optimizers"
 // MARK: - train
 
 struct TrainCommand: ResumableCommand {
+  /// The line chart's files in --plot-dir: digits.csv, digits.gp, digits.png.
+  static let plotName = "digits"
   static let configuration = CommandConfiguration(
     commandName: "train", abstract: "Train an MLP on the handwritten digits and report its test accuracy.",
     discussion: """
@@ -174,7 +176,11 @@ struct TrainCommand: ResumableCommand {
     let splits = try loadDigits(data)  // small; the memory the run needs depends on it
     let bytes = config.estimatedBytes(data: splits)
     try Check.memory(bytes: bytes, what: "this run", options: "--hidden or --batch-size")
-    if let checkpoint { try prepareOutputFile(checkpoint, option: "--checkpoint") }
+    try reserveLineChartFiles(name: Self.plotName, directory: plotDir)
+    if let checkpoint {
+      try prepareOutputFile(
+        checkpoint, option: "--checkpoint", replaceable: looksLikeSafetensors, kind: "safetensors checkpoint")
+    }
     let trainer = Trainer(config, data: splits)
     var planned = epochs
     if let saved {
@@ -213,7 +219,7 @@ struct TrainCommand: ResumableCommand {
         Int((testAccuracy * Double(trainer.data.test.count)).rounded()), trainer.data.test.count, clock.seconds))
     if let checkpoint { print("checkpoint: \(checkpoint)") }
     let chart = historyChart(trainer.history, title: "Stage 3: MLP \(sizes) on the digits, \(optimizer.rawValue)")
-    let report = try writeLineChart(chart, name: "digits", directory: plotDir)
+    let report = try writeLineChart(chart, name: Self.plotName, directory: plotDir)
     print("wrote " + report.written.joined(separator: ", "))
     for note in report.notes { print("note: " + note) }
   }
@@ -222,6 +228,8 @@ struct TrainCommand: ResumableCommand {
 // MARK: - compare
 
 struct CompareCommand: ParsableCommand {
+  /// The line chart's files in --plot-dir: compare.csv, compare.gp, compare.png.
+  static let plotName = "compare"
   static let configuration = CommandConfiguration(
     commandName: "compare", abstract: "Train the same MLP with every optimizer; one plot, one table.")
 
@@ -240,6 +248,7 @@ struct CompareCommand: ParsableCommand {
     kernelOptions.apply()
     try prepareOutputDirectory(plotDir)
     let splits = try loadDigits(data)
+    try reserveLineChartFiles(name: Self.plotName, directory: plotDir)
     var table = Table(columns: ["epoch"] + OptimizerKind.allCases.map(\.rawValue))
     var curves: [[Double]] = []
     print("every optimizer at its default learning rate, \(epochs) epochs, the same seed, cosine schedule")
@@ -266,7 +275,7 @@ struct CompareCommand: ParsableCommand {
     let chart = LineChart(
       title: "Stage 3: validation loss of the digits MLP by optimizer", xLabel: "epoch", yLabel: "validation loss",
       logY: true, table: table, curves: OptimizerKind.allCases.map { Curve($0.rawValue) })
-    let report = try writeLineChart(chart, name: "compare", directory: plotDir)
+    let report = try writeLineChart(chart, name: Self.plotName, directory: plotDir)
     print("wrote " + report.written.joined(separator: ", "))
     for note in report.notes { print("note: " + note) }
   }

@@ -18,6 +18,12 @@ extension ResumableCommand {
     _ saved: [(flag: String, value: String)], source: String, free: Set<String> = [], required: [String] = [],
     arguments: [String] = commandLineArguments()
   ) throws -> Self {
+    // Only options the checkpoint records may come from it: a hand-edited "--data" or "--plot-dir" in its metadata
+    // is refused here, before it could read or create anything.
+    let known = Set((try parse(required)).recordedOptions.map(\.flag))
+    if let extra = saved.first(where: { !known.contains($0.flag) }) {
+      throw UserError("checkpoint '\(source)': metadata 'options' has \(extra.flag), which this run does not record")
+    }
     let savedArguments = saved.flatMap { [$0.flag, $0.value] }
     let recorded: Self
     do {

@@ -97,6 +97,8 @@ func checkModelOptions(layers: Int, heads: Int, width: Int) throws {
 // MARK: - train
 
 struct TrainCommand: ResumableCommand {
+  /// The line chart's files in --plot-dir: reverse.csv, reverse.gp, reverse.png.
+  static let plotName = "reverse"
   static let configuration = CommandConfiguration(
     commandName: "train", abstract: "Train a tiny GPT to reverse 8-digit sequences; report held-out exact match.",
     discussion: """
@@ -159,7 +161,11 @@ struct TrainCommand: ResumableCommand {
   func train(resuming saved: CheckpointReader?) throws {
     kernelOptions.apply()
     try prepareOutputDirectory(plotDir)
-    if let checkpoint { try prepareOutputFile(checkpoint, option: "--checkpoint") }
+    try reserveLineChartFiles(name: Self.plotName, directory: plotDir)
+    if let checkpoint {
+      try prepareOutputFile(
+        checkpoint, option: "--checkpoint", replaceable: looksLikeSafetensors, kind: "safetensors checkpoint")
+    }
     let trainer = Trainer(config)
     var planned = steps
     if let saved {
@@ -229,7 +235,7 @@ struct TrainCommand: ResumableCommand {
         Curve("train_loss", title: "train loss"),
         Curve("exact_match", title: "held-out exact match", rightAxis: true, percent: true),
       ])
-    let report = try writeLineChart(chart, name: "reverse", directory: plotDir)
+    let report = try writeLineChart(chart, name: Self.plotName, directory: plotDir)
     print("wrote " + report.written.joined(separator: ", "))
     for note in report.notes { print("note: " + note) }
   }

@@ -15,7 +15,7 @@ extension Trainer {
 
   /// Writes the checkpoint atomically: an interrupted save leaves the previous file whole.
   public func save(to path: String) throws {
-    try writeAtomically(Data(checkpointBytes()), to: path)
+    try writeAtomically(Data(checkpointBytes()), to: path, as: "--checkpoint")
   }
 
   /// The checkpoint as the bytes of a safetensors file.
