@@ -20,7 +20,7 @@ public struct Digits: Sendable {
   /// Reads the CSV: 64 pixel values and a label per line. A missing or malformed file is a `UserError` naming
   /// the line. Windows line ends, blank lines and a byte-order mark are read as what they are, not as data.
   public init(path: String = Digits.defaultPath) throws {
-    guard let data = FileManager.default.contents(atPath: path) else { throw UserError("cannot read '\(path)'") }
+    let data = try readInputFile(path)
     markAsInput(path)  // no output of this run may replace it
     var text = String(decoding: data, as: UTF8.self)
     if text.hasPrefix("\u{FEFF}") { text.removeFirst() }

@@ -145,6 +145,24 @@ public func refuseOverwriting(_ path: String, as writer: String?) throws {
   }
 }
 
+// MARK: - Reading inputs
+
+/// The bytes of the input file `path`, or a `UserError` that says why not: missing, a directory, a device or a
+/// pipe (whose read could wait forever), or the system's reason.
+public func readInputFile(_ path: String) throws -> Data {
+  guard !path.isEmpty else { throw UserError("cannot read '': the path is empty") }
+  var info = stat()
+  guard stat(path, &info) == 0 else { throw UserError("cannot read '\(path)': \(String(cString: strerror(errno)))") }
+  let type = info.st_mode & S_IFMT
+  guard type != S_IFDIR else { throw UserError("cannot read '\(path)': it is a directory, not a file") }
+  guard type == S_IFREG else { throw UserError("cannot read '\(path)': it is a device, pipe or socket, not a file") }
+  guard let data = FileManager.default.contents(atPath: path) else {
+    let reason = access(path, R_OK) == 0 ? "the read failed" : String(cString: strerror(errno))
+    throw UserError("cannot read '\(path)': \(reason)")
+  }
+  return data
+}
+
 // MARK: - Atomic writes
 
 /// The project's own name for the temporary file beside `name` while it is written: hidden, and marked with the

@@ -159,7 +159,7 @@ public func writeSafetensors(_ tensors: [String: SafeTensor], metadata: [String:
 
 /// Reads and checks a safetensors file (see `decodeSafetensors`).
 public func readSafetensors(_ path: String) throws -> (tensors: [String: SafeTensor], metadata: [String: String]) {
-  guard let data = FileManager.default.contents(atPath: path) else { throw UserError("cannot read '\(path)'") }
+  let data = try readInputFile(path)
   return try decodeSafetensors(Array(data), source: path)
 }
 

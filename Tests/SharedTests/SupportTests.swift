@@ -62,7 +62,7 @@ import Testing
   /// The peak is at least what is resident now, which includes a freshly written 64 MiB buffer, and at least the
   /// kernel's own high-water mark (VmHWM in /proc/self/status, in KiB); it can be higher than VmHWM, because
   /// Linux's ru_maxrss also keeps the peak of the process image before exec (the forked test runner), but never
-  /// above the machine's memory. A unit off by 1024 either way fails.
+  /// above the machine's memory. A unit off by 1024 either way fails. (The two readings may differ by a few MiB.)
   @Test func peakResidentMemoryCountsABufferJustWrittenAndIsBoundedByTheMachine() throws {
     #if os(Linux)
       let size = 64 << 20
@@ -76,7 +76,11 @@ import Testing
       let highWater = try status("VmHWM")
       let peak = peakResidentBytes()
       #expect(resident >= size && buffer[size - 1] == 1)
-      #expect(peak >= resident && peak >= highWater, "peak \(peak), VmRSS \(resident), VmHWM \(highWater)")
+      // Linux counts resident pages per thread in batches and folds them in lazily, so with other tests running
+      // in parallel the two readings may disagree by a few MiB: far less than the factor 1024 a unit error makes.
+      let slack = 8 << 20
+      #expect(
+        peak + slack >= resident && peak + slack >= highWater, "peak \(peak), VmRSS \(resident), VmHWM \(highWater)")
       #expect(peak <= Int(ProcessInfo.processInfo.physicalMemory), "peak \(peak)")
     #endif
   }

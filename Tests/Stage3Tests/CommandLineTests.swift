@@ -23,8 +23,16 @@ import Testing
     (["--lr", "-1"], "stage3: error: --lr must be a finite number above 0, got -1.0"),
     (["--dropout", "1.5"], "stage3: error: --dropout must be a finite number in [0, 1), got 1.5"),
     (["--batch-size", "-3"], "stage3: error: --batch-size must be a whole number from 1 to 1000000, got -3"),
-    (["--resume", "/nonexistent/x.safetensors"], "stage3: error: cannot read '/nonexistent/x.safetensors'"),
-    (["--data", "/nonexistent/digits.csv"], "stage3: error: cannot read '/nonexistent/digits.csv'"),
+    (
+      ["--resume", "/nonexistent/x.safetensors"],
+      "stage3: error: cannot read '/nonexistent/x.safetensors': No such file or directory"
+    ),
+    (["--data", "/tmp"], "stage3: error: cannot read '/tmp': it is a directory, not a file"),
+    (["--data", "/dev/null"], "stage3: error: cannot read '/dev/null': it is a device, pipe or socket, not a file"),
+    (
+      ["--data", "/nonexistent/digits.csv"],
+      "stage3: error: cannot read '/nonexistent/digits.csv': No such file or directory"
+    ),
     (["--plot-dir", "/proc/no-such-dir"], "stage3: error: cannot create directory '/proc/no-such-dir'"),
   ])
   func badInputEndsWithOneLineOnStderrAndAFailingExit(_ arguments: [String], _ message: String) throws {

@@ -23,7 +23,10 @@ import Testing
     (["train", "--positions", "rotary"], "stage4: error: The value 'rotary' is invalid for '--positions <positions>'"),
     (["train", "--lr", "nan"], "stage4: error: --lr must be a finite number above 0, got nan"),
     (["sample"], "stage4: error: Missing expected argument '--checkpoint <checkpoint>'"),
-    (["sample", "--checkpoint", "/nonexistent.safetensors"], "stage4: error: cannot read '/nonexistent.safetensors'"),
+    (
+      ["sample", "--checkpoint", "/nonexistent.safetensors"],
+      "stage4: error: cannot read '/nonexistent.safetensors': No such file or directory"
+    ),
     (
       ["sample", "--checkpoint", "x", "--top-p", "1.5"],
       "stage4: error: --top-p must be a finite number in (0, 1], got 1.5"
