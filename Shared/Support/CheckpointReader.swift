@@ -130,7 +130,9 @@ public final class CheckpointReader {
     if let extra = saved.first(where: { option in !expected.contains { $0.flag == option.flag } }) {
       throw error("metadata 'options' has \(extra.flag), which this run does not know")
     }
-    let text = saved.first { $0.flag == length }?.value ?? ""
+    guard let text = saved.first(where: { $0.flag == length })?.value else {
+      throw error("metadata 'options' lacks \(length)")
+    }
     guard let planned = Int(text), planned >= 1 else {
       throw error("metadata 'options' has \(length) '\(text)', not a positive whole number")
     }

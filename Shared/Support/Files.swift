@@ -59,7 +59,9 @@ public func prepareOutputFile(
   } catch {
     throw UserError("\(option) '\(path)': \(error)")
   }
-  let probe = directory + "/" + temporaryName(for: URL(fileURLWithPath: path).lastPathComponent)
+  let name = URL(fileURLWithPath: path).lastPathComponent
+  removeStaleTemporaries(of: name, in: directory)  // the probe's name is the one a killed write may have left
+  let probe = directory + "/" + temporaryName(for: name)
   if let problem = tryCreating(probe) { throw UserError("\(option): cannot write '\(path)' (\(problem))") }
 }
 
@@ -216,13 +218,15 @@ private func writeAll(_ descriptor: Int32, _ buffer: UnsafeRawBufferPointer) -> 
 }
 
 /// Removes the temporaries `writeAtomically` left beside `name` in runs that no longer exist (killed mid-write).
-/// A temporary whose process is still alive is another run's write in progress and stays.
+/// A temporary whose process is still alive (and is not this one) is another run's write in progress and stays.
 func removeStaleTemporaries(of name: String, in directory: String) {
   let prefix = "." + name + ".partial-"
   guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
   for entry in entries where entry.hasPrefix(prefix) {
     guard let pid = Int32(entry.dropFirst(prefix.count)), pid > 0 else { continue }
-    if kill(pid, 0) != 0 && errno == ESRCH { unlink(directory + "/" + entry) }
+    // This process's own name is stale too: its writes of one file follow each other, so a temporary of its pid
+    // is a leftover of an earlier process that had the same pid (a container's CLI is often pid 1 every time).
+    if pid == getpid() || (kill(pid, 0) != 0 && errno == ESRCH) { unlink(directory + "/" + entry) }
   }
 }
 

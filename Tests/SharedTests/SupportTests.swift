@@ -110,6 +110,17 @@ import Testing
     }
   }
 
+  /// A container's CLI often has the same pid every time: a temporary of this pid is an earlier process's leftover,
+  /// and the output check removes it instead of failing on it ("File exists") for good.
+  @Test func aLeftoverWithThisProcesssPidDoesNotBlockTheOutputCheck() throws {
+    try prepareOutputDirectory(directory)
+    let path = directory + "/same-pid.safetensors"
+    let leftover = directory + "/" + temporaryName(for: "same-pid.safetensors")
+    try Data("half a checkpoint".utf8).write(to: URL(fileURLWithPath: leftover))
+    try prepareOutputFile(path, option: "--checkpoint")
+    #expect(!FileManager.default.fileExists(atPath: leftover))
+  }
+
   @Test func aKilledWritersTemporaryIsRemovedByTheNextWrite() throws {
     try prepareOutputDirectory(directory)
     let path = directory + "/run.safetensors"
