@@ -9,6 +9,7 @@ let stages = [
   "2-tensor-autograd",
   "3-layers-optimizers",
   "4-transformer",
+  "5-pretraining",
 ]
 
 /// Release builds of a stage and of the kernels skip Swift's run-time exclusivity check on class properties: in the

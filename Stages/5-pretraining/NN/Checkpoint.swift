@@ -1,0 +1,164 @@
+import Foundation
+import Support
+
+/// Checkpoints: everything a training run needs to continue exactly where it stopped, in one safetensors file.
+/// "model.NAME" holds each parameter, "optimizer.KIND.NAME" each optimizer buffer, "rng" the dropout generator's
+/// four words and "sampler_rng" the batch sampler's; the metadata holds the step, the optimizer's step count, the
+/// sampler's epoch and position, the options the run was started with, the history so far, the best validation
+/// loss, and the tokenizer itself (its file, so that the checkpoint alone can turn text into ids and back). A
+/// resumed run then draws the same batches and dropout masks and makes the same updates as the run that was never
+/// interrupted. `stage5 sample` reads the model and the tokenizer from the same file.
+
+// MARK: - Save
+
+extension Trainer {
+  /// The metadata "format" of this stage's checkpoints.
+  public static let checkpointFormat = "stage5-checkpoint"
+
+  /// Writes the checkpoint atomically: an interrupted save leaves the previous file whole.
+  public func save(to path: String) throws {
+    try writeAtomically(Data(checkpointBytes()), to: path, as: "--checkpoint")
+  }
+
+  /// The checkpoint as the bytes of a safetensors file.
+  public func checkpointBytes() throws -> [UInt8] {
+    var tensors: [String: SafeTensor] = [:]
+    let named = model.namedParameters()
+    for (name, p) in named { tensors["model." + name] = try SafeTensor(p.storage, shape: p.shape) }
+    for (kind, buffers) in optimizer.state {
+      for (name, p) in named {
+        if let values = buffers[ObjectIdentifier(p)] {
+          tensors["optimizer.\(kind).\(name)"] = try SafeTensor(values, shape: p.shape)
+        }
+      }
+    }
+    for (name, generator) in [("rng", random.rng), ("sampler_rng", sampler.rng)] {
+      let s = generator.state
+      tensors[name] = try SafeTensor([s.0, s.1, s.2, s.3], shape: [4])
+    }
+    let metadata: [String: String] = [
+      "format": Self.checkpointFormat, "step": String(step), "optimizer_steps": String(optimizer.stepCount),
+      "options": config.commandLine, "history": historyCSV, "sampler_epoch": String(sampler.epoch),
+      "sampler_position": String(sampler.position), "best_val_loss": String(bestValLoss),
+      "tokenizer": String(decoding: try tokenizer.fileContents(), as: UTF8.self), "train_tokens": String(train.count),
+    ]
+    return encodeSafetensors(tensors, metadata: metadata)
+  }
+
+  /// The evaluations so far as CSV lines (step, train loss, validation loss).
+  var historyCSV: String {
+    history.map { r in [Double(r.step), r.trainLoss, r.valLoss].map { "\($0)" }.joined(separator: ",") }
+      .joined(separator: "\n")
+  }
+}
+
+// MARK: - Load
+
+extension Trainer {
+  /// Restores the checkpoint at `path` (see `restore(from:)`).
+  public func resume(from path: String) throws {
+    try restore(from: CheckpointReader(path: path, format: Self.checkpointFormat))
+  }
+
+  /// Restores a checkpoint into this trainer, which must have the options the checkpoint records (but for
+  /// --steps: a run may be extended). Every field is checked before anything changes; a missing, extra,
+  /// mis-shaped, non-finite or inconsistent one is a `UserError` naming it, and the trainer is left as it was.
+  public func restore(from reader: CheckpointReader) throws {
+    let planned = try reader.requireOptions(config.options, length: "--steps")
+    let step = try reader.integer("step", in: 0...Int(Int32.max))
+    guard step <= planned else {
+      throw reader.error("metadata 'step' is \(step), past the end of the run it records (--steps \(planned))")
+    }
+    let records = try readHistory(reader, step: step)
+    let steps = try reader.integer("optimizer_steps", in: 0...Int(Int32.max))
+    guard steps == step else {
+      throw reader.error("metadata 'optimizer_steps' is \(steps), but metadata 'step' is \(step) (one update a step)")
+    }
+    // The data: the same tokenizer, and a training split of the same length (another corpus is another run).
+    guard try reader.text("tokenizer") == String(decoding: try tokenizer.fileContents(), as: UTF8.self) else {
+      throw reader.error("metadata 'tokenizer' is not this run's tokenizer (\(tokenizer.fingerprint))")
+    }
+    let tokens = try reader.integer("train_tokens", in: 0...Int(Int32.max))
+    guard tokens == train.count else {
+      throw reader.error("it was trained on \(tokens) training tokens; this run's training split has \(train.count)")
+    }
+    let epoch = try reader.integer("sampler_epoch", in: 0...Int(Int32.max))
+    let position = try reader.integer("sampler_position", in: 0...sampler.windowsPerEpoch)
+    let best = try readBest(reader, records)
+
+    let named = model.namedParameters()  // reflection once, not once per tensor of the file
+    let parameters = try named.map { name, p in try reader.floats("model." + name, shape: p.shape) }
+    // Each kind of optimizer state exists for every parameter once the first step is taken, and not before.
+    var state: [String: [ObjectIdentifier: [Float]]] = [:]
+    for kind in steps > 0 ? optimizer.stateKinds : [] {
+      for (name, p) in named {
+        // Adam divides by the square root of exp_avg_sq, a running mean of squares: never negative.
+        let values = try reader.floats(
+          "optimizer.\(kind).\(name)", shape: p.shape, nonNegative: kind == "exp_avg_sq")
+        state[kind, default: [:]][ObjectIdentifier(p)] = values
+      }
+    }
+    let rng = try reader.generatorState("rng")
+    let samplerRNG = try reader.generatorState("sampler_rng")
+    try reader.finish()
+
+    for ((_, p), values) in zip(named, parameters) { p.storage = values }
+    optimizer.state = state
+    optimizer.stepCount = steps
+    random.rng = SeededRNG(state: rng)
+    sampler.restore(rng: SeededRNG(state: samplerRNG), epoch: epoch, position: position)
+    self.step = step
+    history = records
+    bestValLoss = best
+  }
+
+  /// The best validation loss: the lowest of the history's (infinity before the first evaluation).
+  func readBest(_ reader: CheckpointReader, _ records: [StepRecord]) throws -> Double {
+    let text = try reader.text("best_val_loss")
+    let lowest = records.map(\.valLoss).min() ?? .infinity
+    guard let value = Double(text), value == lowest else {
+      throw reader.error("metadata 'best_val_loss' is '\(text)', not the lowest validation loss of the history")
+    }
+    return value
+  }
+
+  /// A loss is finite and at most the largest Float, the type training computes it in (so not 1e300).
+  var largestLoss: Double { Double(Float.greatestFiniteMagnitude) }
+
+  /// The history: the evaluations at steps 0 to `step`, in order, with losses a run can produce. The command
+  /// line evaluates at step 0 and saves only after an evaluation, so a checkpoint's history is never empty.
+  func readHistory(_ reader: CheckpointReader, step: Int) throws -> [StepRecord] {
+    let columns: [CheckpointReader.Column] = [
+      .init("step", 0...1e9), .init("train loss", 0...largestLoss), .init("validation loss", 0...largestLoss),
+    ]
+    let rows = try reader.table("history", columns: columns)
+    guard !rows.isEmpty else { throw reader.error("metadata 'history' is empty; a checkpoint follows an evaluation") }
+    for (index, row) in rows.enumerated() {
+      let line = "metadata 'history' line \(index + 1) is for step \(String(format: "%g", row[0]))"
+      guard row[0] == row[0].rounded(), index == 0 || row[0] > rows[index - 1][0] else {
+        throw reader.error(line + ", not a whole step after the line before")
+      }
+      guard row[0] <= Double(step) else { throw reader.error(line + ", past metadata 'step' \(step)") }
+    }
+    return rows.map { v in StepRecord(step: Int(v[0]), trainLoss: v[1], valLoss: v[2]) }
+  }
+}
+
+// MARK: - The model alone
+
+extension Trainer {
+  /// The model and the tokenizer a checkpoint holds, for sampling: the model built with `config` (the options
+  /// the checkpoint records) and its weights, each checked as `restore` checks them. The optimizer state and
+  /// the rest are not read: sampling needs neither them nor the token files.
+  public static func pretrainedModel(
+    from reader: CheckpointReader, config: TrainConfig
+  ) throws -> (model: GPT<Float>, tokenizer: any Tokenizer) {
+    let tokenizer = try parseTokenizer(Data(try reader.text("tokenizer").utf8), source: reader.source)
+    let model = GPT<Float>(
+      config.model(vocabulary: tokenizer.vocabularySize), seed: config.seed, random: RandomSource(seed: 0))
+    let named = model.namedParameters()
+    let values = try named.map { name, p in try reader.floats("model." + name, shape: p.shape) }
+    for ((_, p), v) in zip(named, values) { p.storage = v }
+    return (model, tokenizer)
+  }
+}

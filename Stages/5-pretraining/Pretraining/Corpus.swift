@@ -1,0 +1,175 @@
+import Foundation
+import Support
+
+/// From a text file to token files: read the corpus (any UTF-8 text), cut it 90/10 into train and validation by
+/// position as nanoGPT's prepare.py does (the last tenth is held out, so the validation text is unseen text from
+/// the same source, not a random sample of lines the model has half-read), build the tokenizer, encode each part
+/// once and write train.bin and val.bin with their sidecars and the tokenizer's file into one folder.
+
+/// Which tokenizer `--tokenizer` asks for.
+public enum TokenizerKind: String, CaseIterable, Sendable {
+  /// One id per character of the corpus (nanoGPT's shakespeare_char).
+  case char
+  /// Byte-level BPE trained on the training split (GPT-2's scheme), `--vocab` ids.
+  case bpe
+}
+
+/// A corpus's text, checked: non-empty UTF-8.
+public struct Corpus {
+  public let path: String
+  public let text: String
+  public let bytes: Int
+  /// A hash of the contents: a token file records it, so that one made from another text is never reused.
+  public let hash: String
+
+  public init(path: String) throws {
+    let data = try readInputFile(path)
+    markAsInput(path)
+    guard !data.isEmpty else { throw UserError("corpus '\(path)' is empty: there is no text to learn from") }
+    if let offset = firstInvalidUTF8(data) {
+      throw UserError("corpus '\(path)' is not UTF-8 text: byte \(offset) does not start a valid character")
+    }
+    text = String(decoding: data, as: UTF8.self)
+    bytes = data.count
+    hash = String(stableHash(text), radix: 16)
+    self.path = path
+  }
+
+  /// The first 90% of the characters (Unicode scalars, as Python counts them) and the rest.
+  public var split: (train: String, val: String) {
+    let scalars = text.unicodeScalars
+    let cut = scalars.index(scalars.startIndex, offsetBy: Int(Double(scalars.count) * 0.9))
+    return (String(scalars[..<cut]), String(scalars[cut...]))
+  }
+}
+
+/// The offset of the first byte that is not part of a valid UTF-8 sequence, or nil for valid text.
+func firstInvalidUTF8(_ data: Data) -> Int? {
+  data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) -> Int? in
+    var i = 0
+    let n = bytes.count
+    while i < n {
+      let b = bytes[i]
+      if b < 0x80 {
+        i += 1
+        continue
+      }
+      let length: Int
+      var low: UInt8 = 0x80
+      var high: UInt8 = 0xBF
+      switch b {
+      case 0xC2...0xDF: length = 2
+      case 0xE0: (length, low) = (3, 0xA0)
+      case 0xE1...0xEC, 0xEE...0xEF: length = 3
+      case 0xED: (length, high) = (3, 0x9F)
+      case 0xF0: (length, low) = (4, 0x90)
+      case 0xF1...0xF3: length = 4
+      case 0xF4: (length, high) = (4, 0x8F)
+      default: return i
+      }
+      guard i + length <= n, (low...high).contains(bytes[i + 1]) else { return i }
+      for k in 2..<max(length, 2) where !(0x80...0xBF).contains(bytes[i + k]) { return i }
+      i += length
+    }
+    return nil
+  }
+}
+
+/// Reads a tokenizer file: this project's character tokenizer, or a Hugging Face tokenizer.json of a byte-level BPE.
+public func loadTokenizer(_ path: String) throws -> any Tokenizer {
+  try parseTokenizer(try readInputFile(path), source: path)
+}
+
+/// A tokenizer from the contents of its file (`source` names it in messages).
+public func parseTokenizer(_ data: Data, source path: String) throws -> any Tokenizer {
+  guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+    throw UserError("'\(path)' is not a tokenizer file: it is not a JSON object")
+  }
+  if object["type"] as? String == "char" { return try CharTokenizer.load(object, source: path) }
+  guard object["model"] != nil else {
+    throw UserError("'\(path)' is not a tokenizer file: it has neither \"type\": \"char\" nor a \"model\"")
+  }
+  return try BPETokenizer.load(object, source: path)
+}
+
+/// A corpus tokenized into a folder: tokenizer.json, train.bin and val.bin with their sidecars.
+public final class TokenizedCorpus {
+  public let directory: String
+  public let tokenizer: any Tokenizer
+  public let train: TokenFile
+  public let val: TokenFile
+  public let trainInfo: TokenFileInfo
+  public let valInfo: TokenFileInfo
+
+  /// Maps the token files of `directory`, checking each against the tokenizer there.
+  public init(directory: String) throws {
+    let tokenizerPath = directory + "/tokenizer.json"
+    guard FileManager.default.fileExists(atPath: tokenizerPath) else {
+      throw UserError("'\(directory)' holds no tokenizer.json: make one with `stage5 tokenize --out-dir \(directory)`")
+    }
+    tokenizer = try loadTokenizer(tokenizerPath)
+    let fingerprint = tokenizer.fingerprint
+    var files: [TokenFile] = []
+    var infos: [TokenFileInfo] = []
+    for split in ["train", "val"] {
+      let path = directory + "/\(split).bin"
+      let info = try TokenFile.readInfo(path)
+      files.append(
+        try TokenFile(path: path, split: split, tokenizer: fingerprint, vocabulary: tokenizer.vocabularySize))
+      markAsInput(path)
+      infos.append(info)
+    }
+    (train, val, trainInfo, valInfo) = (files[0], files[1], infos[0], infos[1])
+    self.directory = directory
+  }
+
+  /// Tokenizes `corpus` into `directory` unless it already holds this corpus tokenized this way, then maps it.
+  /// `progress` hears how a BPE's training goes. Returns whether the folder's files were reused.
+  public static func prepare(
+    _ corpus: Corpus, kind: TokenizerKind, vocabulary: Int, directory: String,
+    progress: ((String) -> Void)? = nil
+  ) throws -> (corpus: TokenizedCorpus, reused: Bool) {
+    if let existing = try? TokenizedCorpus(directory: directory), existing.matches(corpus, kind, vocabulary) {
+      return (existing, true)
+    }
+    try prepareOutputDirectory(directory)
+    let (trainText, valText) = corpus.split
+    let tokenizer: any Tokenizer
+    switch kind {
+    case .char:
+      tokenizer = CharTokenizer(corpus: corpus.text)  // every character of the corpus, as nanoGPT's vocabulary
+    case .bpe:
+      tokenizer = try BPETokenizer.train(trainText, vocabularySize: vocabulary) { done, total in
+        progress?("training BPE: \(done)/\(total) merges")
+      }
+    }
+    try write(tokenizer, corpus: corpus, parts: [("train", trainText), ("val", valText)], directory: directory)
+    return (try TokenizedCorpus(directory: directory), false)
+  }
+
+  /// Encodes each part with `tokenizer` and writes the folder's files.
+  public static func write(
+    _ tokenizer: any Tokenizer, corpus: Corpus, parts: [(split: String, text: String)], directory: String
+  ) throws {
+    guard tokenizer.vocabularySize <= 65_536 else {
+      throw UserError("a vocabulary of \(tokenizer.vocabularySize) ids does not fit a uint16 token file (65536 at most)")
+    }
+    try writeAtomically(try tokenizer.fileContents(), to: directory + "/tokenizer.json")
+    for (split, text) in parts {
+      let ids = try tokenizer.encode(text)
+      let info = TokenFileInfo(
+        split: split, tokens: ids.count, tokenizer: tokenizer.fingerprint, vocabulary: tokenizer.vocabularySize,
+        characters: text.unicodeScalars.count, corpus: corpus.path, corpusBytes: corpus.bytes, corpusHash: corpus.hash)
+      try TokenFile.write(ids, to: directory + "/\(split).bin", info: info)
+    }
+  }
+
+  /// Whether this folder holds `corpus` tokenized by a tokenizer of `kind` (with `vocabulary` ids, for BPE).
+  func matches(_ corpus: Corpus, _ kind: TokenizerKind, _ vocabulary: Int) -> Bool {
+    tokenizer.kind == kind.rawValue && (kind == .char || tokenizer.vocabularySize == vocabulary)
+      && [trainInfo, valInfo].allSatisfy { $0.corpusHash == corpus.hash && $0.corpusBytes == corpus.bytes }
+  }
+
+  /// Characters per token of the validation split: bits per character = bits per token / this.
+  public var valCharactersPerToken: Double { Double(valInfo.characters) / Double(max(valInfo.tokens, 1)) }
+}

@@ -1,0 +1,120 @@
+import Foundation
+import Support
+import Testing
+
+/// One bad value for one option: the command line to run and the option its one line of error must name.
+struct BadInput: CustomTestStringConvertible, Sendable {
+  let arguments: [String]
+  let option: String
+
+  var testDescription: String { arguments.joined(separator: " ") }
+}
+
+/// The bad values each kind of option is tried with: zero, negative, huge (Int.max, past Int.max, 1e12), not a
+/// number, infinite, and not a number at all.
+enum BadValues {
+  /// For a whole number that must be at least 1.
+  static let count = [
+    "0", "-1", "-9223372036854775808", "9223372036854775807", "9223372036854775808", "1e12", "nan", "inf", "1.5", "x",
+  ]
+  /// For a real number that must be above 0 (a learning rate: a huge one is for the divergence test).
+  static let positive = ["0", "-0", "-1", "-1e12", "nan", "inf", "-inf", "1e309", "x"]
+  /// For a real number in a bounded interval that includes 0.
+  static let bounded = ["-1", "-1e-9", "1e12", "nan", "inf", "-inf", "x"]
+  /// For a probability such as dropout, in [0, 1).
+  static let fraction = ["-0.1", "1", "1.5", "1e12", "nan", "inf", "-inf"]
+  /// For a seed (any UInt64).
+  static let seed = ["-1", "18446744073709551616", "1e12", "nan", "inf", "x"]
+
+  /// Every (option, value) of a table appended to `command`.
+  static func cases(_ command: [String], _ table: [(String, [String])]) -> [BadInput] {
+    table.flatMap { option, values in values.map { BadInput(arguments: command + [option, $0], option: option) } }
+  }
+}
+
+/// Every numeric option of every command, at every bad value of its kind: each must end with one line on stderr
+/// that names the option, a usage or failure exit code, and no crash trace; never a run.
+@Suite struct BadInputTests {
+  static let executable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    .appendingPathComponent("stage5").path
+
+  static let train = BadValues.cases(
+    ["train"],
+    [
+      ("--steps", BadValues.count), ("--batch-size", BadValues.count), ("--lr", BadValues.positive),
+      ("--layers", BadValues.count), ("--heads", BadValues.count), ("--width", BadValues.count + ["65537"]),
+      ("--dropout", BadValues.fraction), ("--seed", BadValues.seed),
+    ])
+  static let sample = BadValues.cases(
+    ["sample", "--checkpoint", "/nonexistent.safetensors"],
+    [
+      ("--temperature", BadValues.bounded + ["101"]), ("--top-k", BadValues.count),
+      ("--top-p", BadValues.positive + ["1.5", "1e12"]), ("--count", BadValues.count), ("--seed", BadValues.seed),
+      ("--layers", BadValues.count), ("--heads", BadValues.count), ("--width", BadValues.count),
+    ])
+  static let bench = BadValues.cases(["bench"], [("--seconds", BadValues.positive + ["601", "1e12"])])
+  /// Sizes in range whose product is too large for the machine: the memory estimate refuses them.
+  static let tooLarge = [
+    BadInput(arguments: ["train", "--width", "65536", "--heads", "1"], option: "--width"),
+    BadInput(arguments: ["train", "--layers", "1000", "--width", "8192"], option: "--width"),
+    BadInput(
+      arguments: ["train", "--batch-size", "100000", "--width", "4096", "--layers", "100"], option: "--batch-size"),
+    BadInput(arguments: ["sample", "--checkpoint", "x", "--width", "65536", "--layers", "1000"], option: "--width"),
+    BadInput(arguments: ["train", "--width", "30", "--heads", "4"], option: "--heads"),
+    BadInput(arguments: ["sample", "--checkpoint", "x", "--layers", "0", "--width", "30"], option: "--layers"),
+  ]
+
+  @Test(arguments: train + sample + bench + tooLarge)
+  func aBadValueEndsInOneLineNamingTheOption(_ input: BadInput) throws {
+    let result = try runTool(Self.executable, input.arguments)
+    let lines = result.errorOutput.split(separator: "\n")
+    #expect([1, 64].contains(result.status), "exit \(result.status): \(result.errorOutput)")
+    #expect(lines.count == 1, "\(result.errorOutput)")
+    #expect(lines.first?.hasPrefix("stage5: error: ") == true)
+    #expect(lines.first?.contains(input.option) == true, "\(result.errorOutput)")
+    #expect(!result.errorOutput.contains("Fatal error") && !result.errorOutput.contains("Backtrace"))
+    #expect(result.output.isEmpty, "it ran: \(result.output)")
+  }
+
+  /// Prompts outside the model's vocabulary: the message names the first character it cannot encode and where.
+  @Test(arguments: [
+    ("1234567⑪", "character 8, '⑪' (U+246A), is not one of the model's tokens (the digits 0-9)"),
+    ("1234567⑩", "character 8, '⑩' (U+2469), is not one of the model's tokens"),
+    ("１２３４５６７８", "character 1, '１' (U+FF11), is not one of the model's tokens"),
+    ("1234567٣", "character 8, '٣' (U+0663), is not one of the model's tokens"),
+    ("123४5678", "character 4, '४' (U+096A), is not one of the model's tokens"),
+    ("1234|678", "character 5, '|' (U+007C), is not one of the model's tokens"),
+    ("1234 678", "character 5, U+0020, is not one of the model's tokens"),
+    ("12345678\n", "character 9, U+000A, is not one of the model's tokens"),
+    ("e\u{301}2345678", "character 1, 'é' (U+0065 U+0301), is not one of the model's tokens"),
+    ("-1234567", "character 1, '-' (U+002D), is not one of the model's tokens"),
+    ("1234567", "--prompt must be exactly 8 digits, got 7 ('1234567')"),
+    ("123456789", "--prompt must be exactly 8 digits, got 9 ('123456789')"),
+    ("", "--prompt must be exactly 8 digits, got 0 ('')"),
+  ])
+  func aPromptOutsideTheVocabularyNamesTheCharacterAndItsPosition(_ prompt: String, _ message: String) throws {
+    // The prompt is read before the checkpoint, so no trained model is needed to see its message.
+    let result = try runTool(
+      Self.executable, ["sample", "--checkpoint", "/nonexistent.safetensors", "--prompt", prompt])
+    #expect(result.status == 1)
+    #expect(result.errorOutput.split(separator: "\n").count == 1, "\(result.errorOutput)")
+    #expect(result.errorOutput.hasPrefix("stage5: error: --prompt"))
+    #expect(result.errorOutput.contains(message), "\(result.errorOutput)")
+  }
+
+  @Test func aDivergingRunStopsAndKeepsTheLastGoodCheckpoint() throws {
+    let directory = NSTemporaryDirectory() + "stage5-diverge-\(getpid())-\(Stopwatch.now())"
+    let path = directory + "/gpt.safetensors"
+    let model = ["--width", "16", "--steps", "10", "--checkpoint", path, "--plot-dir", directory]
+    let good = try runTool(Self.executable, ["train"] + model)
+    #expect(good.status == 0, "\(good.errorOutput)")
+    let saved = try Data(contentsOf: URL(fileURLWithPath: path))
+    let bad = try runTool(Self.executable, ["train", "--lr", "1e12"] + model)
+    #expect(bad.status == 1)
+    #expect(bad.errorOutput.split(separator: "\n").count == 1, "\(bad.errorOutput)")
+    #expect(bad.errorOutput.hasPrefix("stage5: error: training diverged: "), "\(bad.errorOutput)")
+    #expect(bad.errorOutput.contains("try a lower --lr than 1e+12"))
+    #expect(!bad.output.contains("held-out exact match") && !bad.output.contains("right"))
+    #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == saved, "the diverged run overwrote the checkpoint")
+  }
+}
