@@ -1,3 +1,5 @@
+import Foundation
+
 /// Reading a training checkpoint field by field, each checked as it is taken: present, of the right dtype and
 /// shape, finite, in range. A checkpoint is a file from outside the run (copied, edited, truncated, from another
 /// version), so everything in it is bad input until checked, and a wrong value must be refused with its name
@@ -94,21 +96,26 @@ public final class CheckpointReader {
     return value
   }
 
-  /// The options the run was started with, stored as the command line spells them ("--lr 0.003 --seed 1"): each a
-  /// flag and one value, no flag twice. What the values mean is for the command to check.
+  /// The options the run was started with, stored as the command line spells them ("--lr 0.003 --seed 1", see
+  /// `optionsLine`): each a flag and one value, no flag twice. What the values mean is for the command to check.
   public func options(_ key: String = "options") throws -> [(flag: String, value: String)] {
-    let words = try text(key).split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+    let text = try text(key)
+    guard let words = optionWords(text) else {
+      throw error("metadata '\(key)' has an unterminated or malformed quoted value")
+    }
     var options: [(flag: String, value: String)] = []
     var index = 0
     while index < words.count {
-      let flag = words[index]
-      guard flag.hasPrefix("--"), flag.count > 2, index + 1 < words.count, !words[index + 1].isEmpty else {
+      let flag = words[index].text
+      guard !words[index].quoted, flag.hasPrefix("--"), flag.count > 2, index + 1 < words.count,
+        words[index + 1].quoted || !words[index + 1].text.isEmpty
+      else {
         throw error("metadata '\(key)' is not a list of '--option value' pairs (at '\(flag)')")
       }
       guard !options.contains(where: { $0.flag == flag }) else {
         throw error("metadata '\(key)' gives \(flag) twice")
       }
-      options.append((flag, words[index + 1]))
+      options.append((flag, words[index + 1].text))
       index += 2
     }
     return options
@@ -190,4 +197,48 @@ public final class CheckpointReader {
 /// A bound as a person writes it: 1000000, not 1000000.0.
 private func plain(_ value: Double) -> String {
   value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(value)
+}
+
+/// Options as one line, as a checkpoint stores them: "--flag value" pairs joined by single spaces, a value that is
+/// empty, holds a space or a control character, or starts with a quote written as a JSON string ("my file.txt").
+public func optionsLine(_ options: [(flag: String, value: String)]) -> String {
+  func quotedIfNeeded(_ value: String) -> String {
+    let plain =
+      !value.isEmpty && !value.hasPrefix("\"") && !value.unicodeScalars.contains { $0.value <= 0x20 || $0 == "\u{7F}" }
+    guard !plain, let data = try? JSONSerialization.data(withJSONObject: value, options: .fragmentsAllowed) else {
+      return value
+    }
+    return String(decoding: data, as: UTF8.self)
+  }
+  return options.map { $0.flag + " " + quotedIfNeeded($0.value) }.joined(separator: " ")
+}
+
+/// The words of an options line: split at single spaces, a word in double quotes read as a JSON string. Nil when a
+/// quoted word does not end or is not valid JSON.
+func optionWords(_ text: String) -> [(text: String, quoted: Bool)]? {
+  var words: [(text: String, quoted: Bool)] = []
+  var rest = Substring(text)
+  while true {
+    if rest.hasPrefix("\"") {
+      var end = rest.index(after: rest.startIndex)
+      var escaped = false
+      while end < rest.endIndex && (escaped || rest[end] != "\"") {
+        escaped = !escaped && rest[end] == "\\"
+        end = rest.index(after: end)
+      }
+      guard end < rest.endIndex,
+        let value = try? JSONSerialization.jsonObject(
+          with: Data(rest[...end].utf8), options: .fragmentsAllowed) as? String
+      else { return nil }
+      words.append((value, true))
+      rest = rest[rest.index(after: end)...]
+      guard rest.isEmpty || rest.hasPrefix(" ") else { return nil }
+    } else {
+      let end = rest.firstIndex(of: " ") ?? rest.endIndex
+      words.append((String(rest[..<end]), false))
+      rest = rest[end...]
+    }
+    if rest.isEmpty { return words }
+    rest = rest.dropFirst()  // the space between two words
+  }
 }

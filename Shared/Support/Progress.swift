@@ -52,6 +52,15 @@ public func closeProgressLine() {
   }
 }
 
+/// Shows `text` as a line that rewrites itself on a terminal (progress without a step count, such as a tokenizer's
+/// training); nothing when the output is a file. `closeProgressLine` ends it.
+public func showProgressLine(_ text: String) {
+  guard isatty(STDOUT_FILENO) == 1 else { return }
+  print("\r\u{1B}[2K" + text, terminator: "")
+  fflush(nil)
+  progressLineIsOpen.store(true, ordering: .relaxed)
+}
+
 /// Seconds as m:ss (or h:mm:ss).
 public func clockTime(_ seconds: Double) -> String {
   guard seconds.isFinite else { return "?" }

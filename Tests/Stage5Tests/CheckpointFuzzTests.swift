@@ -10,23 +10,20 @@ import Testing
 /// run, a hang never ends it, an accepted copy fails the test: all three are what the reader is for.
 @Suite struct CheckpointFuzzTests {
   /// A tiny GPT (one block, width 8) keeps the checkpoint small and the hundreds of restores fast.
-  static var config: TrainConfig {
-    var config = TrainConfig()
-    config.layers = 1
-    config.heads = 2
-    config.width = 8
-    config.batchSize = 4
-    config.steps = 6
-    return config
+  static func trainer() -> Trainer {
+    tinyTrainer {
+      $0.width = 8
+      $0.steps = 6
+    }
   }
 
   /// Four steps of a real run with an evaluation after the second and the fourth, saved.
   static let good: [UInt8] = {
-    let trainer = Trainer(config, heldOutCount: 10)
+    let trainer = Self.trainer()
     for _ in 0..<2 {
-      _ = try! trainer.runStep()
-      let loss = try! trainer.runStep()
-      try! trainer.record(trainLoss: loss)
+      try! trainer.runStep()
+      try! trainer.runStep()
+      try! trainer.evaluate()
     }
     return try! trainer.checkpointBytes()
   }()
@@ -89,14 +86,18 @@ import Testing
     // Counts that disagree with each other and with the run's length.
     for (key, value) in [
       ("step", "3"), ("step", "5"), ("step", "7"), ("optimizer_steps", "3"), ("optimizer_steps", "5"),
+      ("train_tokens", "17999"), ("sampler_epoch", "-1"), ("sampler_position", "100000"), ("best_val_loss", "0.5"),
+      ("best_val_loss", "inf"),
     ] {
       add("counts", "\(key) = \(value)", withMetadata { $0[key] = value }, "metadata '\(key)'")
     }
     // Every option changed to another valid value, dropped, or joined by one this stage does not have.
     let options = metadata["options"]!.split(separator: " ").map(String.init)
     let other: [String: String] = [
-      "--batch-size": "8", "--lr": "0.01", "--layers": "2", "--heads": "4", "--width": "16", "--dropout": "0.1",
-      "--positions": "sinusoidal", "--seed": "7",
+      "--corpus": "other.txt", "--tokenizer": "bpe", "--vocab": "300", "--context": "8", "--layers": "2",
+      "--heads": "4", "--width": "16", "--dropout": "0.1", "--batch-size": "8", "--accumulation": "2",
+      "--lr": "0.01", "--min-lr": "0.0005", "--warmup": "3", "--eval-every": "5", "--eval-batches": "3",
+      "--sampling": "epochs", "--seed": "7",
     ]
     for index in stride(from: 0, to: options.count, by: 2) where options[index] != "--steps" {
       let flag = options[index]
@@ -116,6 +117,9 @@ import Testing
     }
     add("options", "an unknown option", withMetadata { $0["options"]! += " --momentum 0.9" }, "--momentum")
     add("options", "an option twice", withMetadata { $0["options"]! += " --seed 1337" }, "--seed twice")
+    // Another tokenizer: its ids would mean other characters.
+    let otherTokenizer = String(decoding: try CharTokenizer(corpus: "abc").fileContents(), as: UTF8.self)
+    add("data", "another tokenizer", withMetadata { $0["tokenizer"] = otherTokenizer }, "metadata 'tokenizer'")
     // A negative second moment: Adam takes its square root.
     for name in tensors.keys.sorted() where name.hasPrefix("optimizer.exp_avg_sq.") {
       var changed = tensors
@@ -128,13 +132,13 @@ import Testing
   }
 
   @Test func theGoodCheckpointRestores() throws {
-    let trainer = Trainer(Self.config, heldOutCount: 10)
+    let trainer = Self.trainer()
     #expect(refusal(Self.good, into: trainer) == nil)
     #expect(trainer.step == 4 && trainer.history.map(\.step) == [2, 4] && trainer.optimizer.stepCount == 4)
   }
 
   @Test func everyDamagedCopyIsRefusedByNameAndChangesNothing() throws {
-    let trainer = Trainer(Self.config, heldOutCount: 10)
+    let trainer = Self.trainer()
     let before = trainer.parameters.map(\.storage)
     let damage = try damagedCopies(of: Self.good) + stageDamage()
     var counts: [String: Int] = [:]

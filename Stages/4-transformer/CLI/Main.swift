@@ -18,6 +18,7 @@ struct Stage4Command: ParsableCommand {
 
   /// Runs the command; a mistake in the input ends with one line on stderr and a non-zero exit, never a trace.
   static func main() {
+    restartIfBLASFellBackToGenericKernels()
     keepFreedMemoryForReuse()
     do {
       var command = try parseAsRoot()

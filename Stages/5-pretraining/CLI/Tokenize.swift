@@ -35,9 +35,9 @@ struct TokenizeCommand: ParsableCommand {
       print("tokenizer: characters of '\(corpus)', \(model.vocabularySize) ids")
     } else {
       let bpe = try BPETokenizer.train(text.split.train, vocabularySize: vocab) { done, total in
-        progressLine("training BPE: \(done)/\(total) merges")
+        showProgressLine("training BPE: \(done)/\(total) merges")
       }
-      if isatty(STDOUT_FILENO) == 1 { print("") }
+      closeProgressLine()
       model = bpe
       // The learned tokens follow the special tokens and the 256 bytes, in the order they were learned.
       let learned = (bpe.specialTokens.count + 256)..<bpe.vocabularySize

@@ -119,7 +119,7 @@ struct TrainCommand: ResumableCommand {
     let clock = Stopwatch()
     let text = try Corpus(path: corpus)
     let (data, reused) = try TokenizedCorpus.prepare(
-      text, kind: tokenizer, vocabulary: vocab, directory: dataDirectory, progress: progressLine)
+      text, kind: tokenizer, vocabulary: vocab, directory: dataDirectory, progress: showProgressLine)
     closeProgressLine()
     for (name, split) in [("training", data.train), ("validation", data.val)] where split.count <= context {
       throw UserError(
@@ -180,7 +180,7 @@ struct TrainCommand: ResumableCommand {
         String(
           format: "step %*d/%d  train %.4f  val %.4f  %@ tokens/s  ETA %@", String(steps).count, r.step, steps,
           r.trainLoss, r.valLoss, done > 0 ? String(format: "%.0f", rate) : "-", clockTime(eta)))
-      if trainer.improvedOnBest(), let checkpoint { try trainer.save(to: checkpoint) }
+      if trainer.lastEvaluationIsBest, let checkpoint { try trainer.save(to: checkpoint) }
     }
     if trainer.history.last?.step != trainer.step { try evaluate() }
     while trainer.step < steps {
@@ -225,10 +225,3 @@ struct TrainCommand: ResumableCommand {
 
 /// Tiny Shakespeare, as the project ships it (Shared/Datasets/Data).
 let defaultCorpus = shakespearePath
-
-/// A line that rewrites itself on a terminal (a BPE's training progress); nothing when the output is a file.
-func progressLine(_ text: String) {
-  guard isatty(STDOUT_FILENO) == 1 else { return }
-  print("\r\u{1B}[2K" + text, terminator: "")
-  fflush(nil)
-}

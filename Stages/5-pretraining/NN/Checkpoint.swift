@@ -80,7 +80,8 @@ extension Trainer {
     }
     let tokens = try reader.integer("train_tokens", in: 0...Int(Int32.max))
     guard tokens == train.count else {
-      throw reader.error("it was trained on \(tokens) training tokens; this run's training split has \(train.count)")
+      throw reader.error(
+        "metadata 'train_tokens' is \(tokens), but this run's training split has \(train.count) (another corpus?)")
     }
     let epoch = try reader.integer("sampler_epoch", in: 0...Int(Int32.max))
     let position = try reader.integer("sampler_position", in: 0...sampler.windowsPerEpoch)

@@ -56,7 +56,8 @@ public final class WindowSampler {
   /// `ranks` > 1 every rank draws the same global batch and keeps only its own rows (`rank`'s contiguous share):
   /// the hook for data parallelism, where each rank must see different windows of the same step.
   public func nextBatch(rank: Int = 0, ranks: Int = 1) -> (inputs: [Int], targets: [Int]) {
-    precondition(ranks >= 1 && (0..<ranks).contains(rank) && batchSize % ranks == 0, "nextBatch: rank \(rank) of \(ranks)")
+    precondition(
+      ranks >= 1 && (0..<ranks).contains(rank) && batchSize % ranks == 0, "nextBatch: rank \(rank) of \(ranks)")
     let starts = (0..<batchSize).map { _ in nextStart() }
     let share = batchSize / ranks
     var inputs: [Int] = []
@@ -76,7 +77,9 @@ public final class WindowSampler {
     case .random:
       return rng.index(below: starts)
     case .epochs:
-      if epochStarts.isEmpty { epochStarts = Self.epochOrder(seed: seed, epoch: epoch, count: tokens.count, context: context) }
+      if epochStarts.isEmpty {
+        epochStarts = Self.epochOrder(seed: seed, epoch: epoch, count: tokens.count, context: context)
+      }
       if position == epochStarts.count {
         epoch += 1
         position = 0
@@ -103,7 +106,8 @@ public final class WindowSampler {
     self.rng = rng
     self.epoch = epoch
     self.position = position
-    epochStarts = order == .epochs ? Self.epochOrder(seed: seed, epoch: epoch, count: tokens.count, context: context) : []
+    epochStarts =
+      order == .epochs ? Self.epochOrder(seed: seed, epoch: epoch, count: tokens.count, context: context) : []
   }
 }
 

@@ -68,8 +68,8 @@ public struct TrainConfig: Sendable {
     return options
   }
 
-  /// `options` as one line: "--corpus ... --tokenizer char ...".
-  public var commandLine: String { options.map { $0.flag + " " + $0.value }.joined(separator: " ") }
+  /// `options` as one line: "--corpus ... --tokenizer char ..." (a value with a space in quotes).
+  public var commandLine: String { optionsLine(options) }
 
   /// Roughly the memory a run needs, in bytes, for `Check.memory`: parameters with gradients and AdamW's two
   /// moments, and what a training step keeps for backward (about 34 width-sized values per token and block, the
@@ -109,6 +109,8 @@ public final class Trainer {
   public internal(set) var history: [StepRecord] = []
   /// The lowest validation estimate so far (the checkpoint is saved when an evaluation beats it).
   public internal(set) var bestValLoss = Double.infinity
+  /// Whether the last evaluation set a new best (the command line then saves the checkpoint, as nanoGPT does).
+  public internal(set) var lastEvaluationIsBest = false
 
   /// A run on token files made by `tokenizer`; each split must hold at least one window (the caller checks).
   public init(_ config: TrainConfig, tokenizer: any Tokenizer, train: TokenFile, val: TokenFile) {
@@ -199,21 +201,17 @@ public final class Trainer {
     }
   }
 
-  /// Estimates both losses and records them. A validation loss that is not finite means the weights have diverged
-  /// (a `UserError`): the caller then never saves them over the last good checkpoint.
+  /// Estimates both losses and records them; the validation estimate becomes the best if it beats it. A
+  /// validation loss that is not finite means the weights have diverged (a `UserError`): the caller then never
+  /// saves them over the last good checkpoint.
   @discardableResult
   public func evaluate() throws -> StepRecord {
     let record = StepRecord(
       step: step, trainLoss: estimateLoss(train, name: "train"), valLoss: estimateLoss(val, name: "val"))
     try Check.finiteLoss(record.valLoss, step: step, learningRate: config.learningRate, what: "the validation loss")
     history.append(record)
+    lastEvaluationIsBest = record.valLoss < bestValLoss
+    bestValLoss = min(bestValLoss, record.valLoss)
     return record
-  }
-
-  /// Whether the last evaluation is the best so far; if so it becomes the best.
-  public func improvedOnBest() -> Bool {
-    guard let last = history.last, last.valLoss < bestValLoss else { return false }
-    bestValLoss = last.valLoss
-    return true
   }
 }

@@ -92,6 +92,10 @@ public func parseTokenizer(_ data: Data, source path: String) throws -> any Toke
   return try BPETokenizer.load(object, source: path)
 }
 
+/// Who writes a token folder's files (for the checks that no output replaces another or an input): the folder is
+/// the run's input, and only tokenizing again, when the corpus or the tokenizer changed, may replace it.
+let tokenFolderWriter = "--data-dir"
+
 /// A corpus tokenized into a folder: tokenizer.json, train.bin and val.bin with their sidecars.
 public final class TokenizedCorpus {
   public let directory: String
@@ -116,7 +120,7 @@ public final class TokenizedCorpus {
       let info = try TokenFile.readInfo(path)
       files.append(
         try TokenFile(path: path, split: split, tokenizer: fingerprint, vocabulary: tokenizer.vocabularySize))
-      markAsInput(path)
+      markAsInput(path, replaceableBy: tokenFolderWriter)  // no other output may replace it; a new tokenizing may
       infos.append(info)
     }
     (train, val, trainInfo, valInfo) = (files[0], files[1], infos[0], infos[1])
@@ -152,9 +156,10 @@ public final class TokenizedCorpus {
     _ tokenizer: any Tokenizer, corpus: Corpus, parts: [(split: String, text: String)], directory: String
   ) throws {
     guard tokenizer.vocabularySize <= 65_536 else {
-      throw UserError("a vocabulary of \(tokenizer.vocabularySize) ids does not fit a uint16 token file (65536 at most)")
+      throw UserError(
+        "a vocabulary of \(tokenizer.vocabularySize) ids does not fit a uint16 token file (65536 at most)")
     }
-    try writeAtomically(try tokenizer.fileContents(), to: directory + "/tokenizer.json")
+    try writeAtomically(try tokenizer.fileContents(), to: directory + "/tokenizer.json", as: tokenFolderWriter)
     for (split, text) in parts {
       let ids = try tokenizer.encode(text)
       let info = TokenFileInfo(

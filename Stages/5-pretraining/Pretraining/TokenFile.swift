@@ -172,7 +172,8 @@ public final class TokenFile: @unchecked Sendable {
   /// Writes `values` as a token file at `path` with its sidecar, each atomically (the ids first: a sidecar never
   /// describes a file that is not there).
   public static func write(_ values: [Int], to path: String, info: TokenFileInfo) throws {
-    precondition(info.tokens == values.count, "TokenFile.write: the sidecar counts \(info.tokens) ids, not \(values.count)")
+    precondition(
+      info.tokens == values.count, "TokenFile.write: the sidecar counts \(info.tokens) ids, not \(values.count)")
     var bytes = [UInt8]()
     bytes.reserveCapacity(2 * values.count)
     for value in values {
@@ -180,9 +181,9 @@ public final class TokenFile: @unchecked Sendable {
       bytes.append(UInt8(value & 0xFF))
       bytes.append(UInt8(value >> 8))
     }
-    try writeAtomically(Data(bytes), to: path)
+    try writeAtomically(Data(bytes), to: path, as: tokenFolderWriter)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    try writeAtomically(try encoder.encode(info), to: TokenFileInfo.path(for: path))
+    try writeAtomically(try encoder.encode(info), to: TokenFileInfo.path(for: path), as: tokenFolderWriter)
   }
 }

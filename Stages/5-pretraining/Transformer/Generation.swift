@@ -50,9 +50,10 @@ public struct Sampling: Sendable {
 
 extension GPT {
   /// `count` new tokens after `prompt`, one at a time, in evaluation mode and without a graph.
-  /// Without the cache every step runs the whole context again; with it, the prompt runs once and each step
-  /// runs only the new token, whose query attends to the cached keys and values (the prompt and the new tokens
-  /// must then fit the context).
+  /// Without the cache every step runs the last `context` tokens again; with it, the prompt runs once and each step
+  /// runs only the new token, whose query attends to the cached keys and values. Once the sequence outgrows the
+  /// context, the model sees only its last `context` tokens, as nanoGPT's generate crops them: the positions shift,
+  /// so the cache is refilled from that window at every such step, and both ways give the same tokens.
   public func generate(_ prompt: [Int], count: Int, sampling: Sampling, seed: UInt64, useCache: Bool) -> [Int] {
     precondition(!prompt.isEmpty, "generate: an empty prompt")
     eval()
@@ -60,15 +61,20 @@ extension GPT {
     var rng = SeededRNG(seed: seed)
     var tokens = prompt
     return noGrad {
-      let caches = useCache ? makeCaches() : nil
-      var pending = prompt  // what the model has not seen yet
+      var caches = useCache ? makeCaches() : nil
       for _ in 0..<count {
-        let input = useCache ? pending : Array(tokens.suffix(config.context))
+        var input = Array(tokens.suffix(config.context))
+        if let cached = caches?.first?.count {
+          if tokens.count <= config.context {
+            input = Array(tokens[cached...])  // only what the caches have not seen
+          } else {
+            caches = makeCaches()  // the window slid: every position moved, so nothing cached still holds
+          }
+        }
         let logits = self(input, caches: caches)
         let v = config.vocabulary
         let next = sampling.pick(logits.storage[(logits.count - v)...], rng: &rng)
         tokens.append(next)
-        pending = [next]
       }
       return Array(tokens.dropFirst(prompt.count))
     }
