@@ -144,8 +144,8 @@ struct TrainCommand: ResumableCommand {
         "note: the cosine schedule is re-derived for \(steps) steps (the checkpoint's run planned \(planned)): "
           + "this is not the run --steps \(steps) makes from the start")
     }
-    try trainLoop(trainer)
-    try report(trainer, data: data, seconds: clock.seconds)
+    let savedAt = try trainLoop(trainer)
+    try report(trainer, data: data, seconds: clock.seconds, savedAt: savedAt)
   }
 
   /// The run's description: data, model, optimisation.
@@ -164,8 +164,10 @@ struct TrainCommand: ResumableCommand {
       """)
   }
 
-  /// The loop: evaluate at the start, every --eval-every steps and at the end; save on a new best.
-  func trainLoop(_ trainer: Trainer) throws {
+  /// The loop: evaluate at the start, every --eval-every steps and at the end; save on a new best. Returns the
+  /// step of the last save, if any.
+  func trainLoop(_ trainer: Trainer) throws -> Int? {
+    var savedAt: Int? = nil
     let clock = Stopwatch()
     let firstStep = trainer.step  // tokens/s counts this run's steps, not those before a resume
     let interactive = isatty(STDOUT_FILENO) == 1
@@ -180,7 +182,11 @@ struct TrainCommand: ResumableCommand {
         String(
           format: "step %*d/%d  train %.4f  val %.4f  %@ tokens/s  ETA %@", String(steps).count, r.step, steps,
           r.trainLoss, r.valLoss, done > 0 ? String(format: "%.0f", rate) : "-", clockTime(eta)))
-      if trainer.lastEvaluationIsBest, let checkpoint { try trainer.save(to: checkpoint) }
+      // As nanoGPT, never at step 0: an untrained model would replace whatever the file held.
+      if trainer.lastEvaluationIsBest && trainer.step > 0, let checkpoint {
+        try trainer.save(to: checkpoint)
+        savedAt = trainer.step
+      }
     }
     if trainer.history.last?.step != trainer.step { try evaluate() }
     while trainer.step < steps {
@@ -188,10 +194,11 @@ struct TrainCommand: ResumableCommand {
       progress?.update(step: trainer.step, String(format: "loss %.4f", loss))
       if trainer.step % evalEvery == 0 || trainer.step == steps { try evaluate() }
     }
+    return savedAt
   }
 
   /// The exact validation loss, speed, memory, a sample and the curves.
-  func report(_ trainer: Trainer, data: TokenizedCorpus, seconds: Double) throws {
+  func report(_ trainer: Trainer, data: TokenizedCorpus, seconds: Double, savedAt: Int?) throws {
     let exact = trainer.exactLoss(data.val)
     let bitsPerToken = exact.loss / Double.log(2)
     let unit = tokenizer == .char ? "nats/char" : "nats/token"
@@ -203,7 +210,11 @@ struct TrainCommand: ResumableCommand {
       String(
         format: "%.1f s in all, %.0f tokens/s of training, peak resident memory %.0f MB", seconds,
         Double(trainer.step) * Double(config.tokensPerStep) / seconds, Double(peakResidentBytes()) / 1e6))
-    if let checkpoint { print("checkpoint (best validation loss): \(checkpoint)") }
+    if let checkpoint {
+      print(
+        savedAt.map { "checkpoint (the best validation loss, at step \($0)): \(checkpoint)" }
+          ?? "no checkpoint written: no evaluation in this run beat the validation loss before it")
+    }
     if sampleTokens > 0 {
       let prompt = try data.tokenizer.encode("\n")
       let tokens = trainer.model.generate(

@@ -128,13 +128,24 @@ public final class TokenizedCorpus {
   }
 
   /// Tokenizes `corpus` into `directory` unless it already holds this corpus tokenized this way, then maps it.
+  /// Token files there that cannot be read (odd size, ids past the vocabulary, another tokenizer's) are an error.
   /// `progress` hears how a BPE's training goes. Returns whether the folder's files were reused.
   public static func prepare(
     _ corpus: Corpus, kind: TokenizerKind, vocabulary: Int, directory: String,
     progress: ((String) -> Void)? = nil
   ) throws -> (corpus: TokenizedCorpus, reused: Bool) {
-    if let existing = try? TokenizedCorpus(directory: directory), existing.matches(corpus, kind, vocabulary) {
-      return (existing, true)
+    // A folder of token files is a cache of the corpus: reused when it holds this corpus tokenized this way, made
+    // again when it holds another. A damaged one is refused, not replaced: it may be a folder the user made.
+    if FileManager.default.fileExists(atPath: directory + "/train.bin")
+      || FileManager.default.fileExists(atPath: directory + "/tokenizer.json")
+    {
+      let existing: TokenizedCorpus
+      do {
+        existing = try TokenizedCorpus(directory: directory)
+      } catch let error as UserError {
+        throw UserError("\(error) (in --data-dir '\(directory)': remove it, or choose another, to tokenize afresh)")
+      }
+      if existing.matches(corpus, kind, vocabulary) { return (existing, true) }
     }
     try prepareOutputDirectory(directory)
     let (trainText, valText) = corpus.split
