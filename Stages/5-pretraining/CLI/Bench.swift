@@ -4,20 +4,18 @@ import Foundation
 import Kernels
 import Support
 
-/// `stage5 bench`: one full training step of a GPT in nanoGPT's CPU configuration, against the sgemm peak
-/// measured in the same run, and decoding speed with and without the KV cache.
+/// `stage5 bench`: full training steps of a GPT, nanoGPT's CPU configuration and its default Shakespeare model,
+/// against the sgemm peak measured in the same run, with a memory ledger; decoding speed with and without the KV
+/// cache; and the BPE tokenizer's training time and encoding throughput on Tiny Shakespeare.
 struct BenchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "bench",
-    abstract: "A GPT training step (nanoGPT's CPU configuration) against the sgemm peak; decoding speed.")
+    abstract: "GPT training steps against the sgemm peak, with a memory ledger; decoding speed; BPE speed.")
 
   @Option(parsing: .unconditional, help: "Seconds spent timing each figure (more is steadier).") var seconds = 3.0
   @Flag(help: "Only the training step, op by op: where its time goes (run a profiler such as perf on this too).")
   var profile = false
   @OptionGroup var kernelOptions: KernelOptions
-
-  /// The forward + backward FLOPs of one step of this configuration, as PyTorch's FLOP counter gives them.
-  static let stepFLOPs = 4.02e9
 
   func validate() throws {
     try Check.number(seconds, "--seconds", in: .positive(upTo: 600))
@@ -38,89 +36,125 @@ struct BenchCommand: ParsableCommand {
 
   func run() throws {
     kernelOptions.apply()
-    let config = GPTConfig.nanoGPTCPU
-    let (batch, context) = (12, config.context)
-    let model = GPT<Float>(config, seed: 1, random: RandomSource(seed: 1))
-    let parameters = model.parameters()
-    let optimizer = Adam(
-      ParameterGroup.decayingMatrices(parameters, weightDecay: 0.1), learningRate: 1e-3, beta2: 0.99,
-      decoupledWeightDecay: true)
-    var tokenRNG = SeededRNG(seed: 2)
-    let tokens = (0..<(batch * context)).map { _ in tokenRNG.index(below: config.vocabulary) }
-    let targets = (0..<(batch * context)).map { _ in tokenRNG.index(below: config.vocabulary) }
-    let profiler = profile ? OpProfiler() : nil
-    func trainingStep() {
-      profiler?.mark()
-      let logits = model(tokens, batch: batch).reshape([-1, config.vocabulary])
-      let loss = crossEntropyLoss(logits: logits, labels: targets)
-      loss.backward()
-      profiler?.mark()
-      clipGradNorm(parameters, maxNorm: 1)
-      profiler?.charge("clip_grad_norm", backward: false)
-      optimizer.step()
-      profiler?.charge("AdamW step", backward: false)
-      optimizer.zeroGrad()
-    }
-    if let profiler {
-      for _ in 0..<3 { trainingStep() }
+    let small = StepBench(config: .nanoGPTCPU, batch: 12)
+    if profile {
+      let profiler = OpProfiler()
+      for _ in 0..<3 { small.step(profiler) }
       OpProfiler.current = profiler
-      let times = timed(warmup: 0, trainingStep)
+      let times = timed(warmup: 0) { small.step(profiler) }
       OpProfiler.current = nil
       printProfile(profiler, steps: times.count, stepSeconds: median(times))
       return
     }
-
-    // Each round: the sgemm peak for a third of the round's step time, then one warm-up step (OpenBLAS's own
-    // threads spin on for a moment after the peak's product), then steps. The ratio is the round's.
     let peak = PeakProduct()
-    var (stepTimes, peakRates, ratios, gemmShare): ([Double], [Double], [Double], [Double]) = ([], [], [], [])
-    for _ in 0..<3 { trainingStep() }
-    for _ in 0..<BenchCommand.rounds {
-      let roundSeconds = seconds / Double(BenchCommand.rounds)
-      let peakRate = peak.measure(seconds: roundSeconds / 3)
-      let times = timed(seconds: roundSeconds) {
-        let before = gemmNanoseconds.load(ordering: .relaxed)
-        let clock = Stopwatch()
-        trainingStep()
-        gemmShare.append(Double(gemmNanoseconds.load(ordering: .relaxed) - before) / 1e9 / clock.seconds)
+    var shakespeare = GPTConfig(vocabulary: 65, context: 256, layers: 6, heads: 6, width: 384)
+    shakespeare.bias = false
+    let benches = [
+      (
+        small,
+        "nanoGPT's CPU configuration (batch 12, context 64, 4 layers, 4 heads, width 128, vocabulary 65, no bias, "
+          + "no dropout)"
+      ),
+      (
+        StepBench(config: shakespeare, batch: 8),
+        "nanoGPT's Shakespeare model (batch 8, context 256, 6 layers, 6 heads, width 384, vocabulary 65, no bias, "
+          + "no dropout)"
+      ),
+    ]
+    for (index, (bench, title)) in benches.enumerated() {
+      let result = measure(bench, peak: peak)
+      if index == 0 {
+        print(
+          String(
+            format: "sgemm peak (1024 x 1024, %d OpenBLAS threads, %@ kernels): %.1f GFLOP/s (median of %d rounds, "
+              + "%.1f to %.1f)", peak.threads, blasCoreName, median(result.peakRates), BenchCommand.rounds,
+            result.peakRates.min()!, result.peakRates.max()!))
       }
-      let rate = BenchCommand.stepFLOPs / median(times) / 1e9
-      stepTimes += times
-      peakRates.append(peakRate)
-      ratios.append(rate / peakRate)
+      print("training step, \(title); \(bench.model.parameterCount) parameters, random tokens:")
+      print(
+        String(
+          format: "  forward, backward, clip 1.0, AdamW: %.1f ms per step (median of %d), %.0f%% of it inside gemm; "
+            + "%.1f GFLOP/s (%.2f GFLOP per step)", result.stepTime * 1000, result.steps,
+          result.gemmShare * 100, bench.flops / result.stepTime / 1e9, bench.flops / 1e9))
+      print(
+        String(
+          format: "  %.2f of the sgemm peak (median of the %d rounds' ratios, %.2f to %.2f; this step's peak %.1f "
+            + "GFLOP/s)", median(result.ratios), BenchCommand.rounds, result.ratios.min()!, result.ratios.max()!,
+          median(result.peakRates)))
+      bench.printLedger()
     }
-    let stepTime = median(stepTimes)
-    print(
-      String(
-        format: "sgemm peak (1024 x 1024, %d OpenBLAS threads, %@ kernels): %.1f GFLOP/s (median of %d rounds, %.1f "
-          + "to %.1f)", peak.threads, blasCoreName, median(peakRates), BenchCommand.rounds, peakRates.min()!,
-        peakRates.max()!))
-    print(
-      """
-      training step, nanoGPT's CPU configuration (batch 12, context 64, 4 layers, 4 heads, width 128, vocabulary 65,
-      no bias, no dropout; \(model.parameterCount) parameters; random tokens): forward, backward, clip 1.0, AdamW
-      """)
-    print(
-      String(
-        format: "  %.1f ms per step (median of %d), %.0f%% of it inside gemm; %.1f GFLOP/s (4.02 GFLOP per step)",
-        stepTime * 1000, stepTimes.count, median(gemmShare) * 100, BenchCommand.stepFLOPs / stepTime / 1e9))
-    print(
-      String(
-        format: "  %.2f of the sgemm peak (median of the %d rounds' ratios, %.2f to %.2f)", median(ratios),
-        BenchCommand.rounds, ratios.min()!, ratios.max()!))
-    print(String(format: "  peak resident memory %.0f MB", Double(peakResidentBytes()) / 1e6))
+    print(String(format: "peak resident memory of this process: %.0f MB", Double(peakResidentBytes()) / 1e6))
 
     let prompt = [0]
-    let newTokens = context - prompt.count
+    let newTokens = small.config.context - prompt.count
     for useCache in [false, true] {
       let decode = timed(warmup: 0) {
-        _ = model.generate(prompt, count: newTokens, sampling: Sampling(temperature: 0), seed: 0, useCache: useCache)
+        _ = small.model.generate(
+          prompt, count: newTokens, sampling: Sampling(temperature: 0), seed: 0, useCache: useCache)
       }
       print(
         String(
           format: "decoding %d tokens greedily %@ the KV cache: %.0f tokens/s", newTokens,
           useCache ? "with" : "without", Double(newTokens) / median(decode)))
     }
+    try benchBPE()
+  }
+
+  /// Rounds of the peak, then one warm-up step (OpenBLAS's own threads spin on for a moment after the peak's
+  /// product), then steps; each round's ratio is its own.
+  func measure(
+    _ bench: StepBench, peak: PeakProduct
+  ) -> (
+    stepTime: Double, steps: Int, peakRates: [Double], ratios: [Double], gemmShare: Double
+  ) {
+    var (stepTimes, peakRates, ratios, gemmShare): ([Double], [Double], [Double], [Double]) = ([], [], [], [])
+    for _ in 0..<2 { bench.step() }
+    for _ in 0..<BenchCommand.rounds {
+      let roundSeconds = seconds / Double(BenchCommand.rounds)
+      let peakRate = peak.measure(seconds: roundSeconds / 3)
+      let times = timed(seconds: roundSeconds) {
+        let before = gemmNanoseconds.load(ordering: .relaxed)
+        let clock = Stopwatch()
+        bench.step()
+        gemmShare.append(Double(gemmNanoseconds.load(ordering: .relaxed) - before) / 1e9 / clock.seconds)
+      }
+      stepTimes += times
+      peakRates.append(peakRate)
+      ratios.append(bench.flops / median(times) / 1e9 / peakRate)
+    }
+    return (median(stepTimes), stepTimes.count, peakRates, ratios, median(gemmShare))
+  }
+
+  /// Byte-level BPE on Tiny Shakespeare's training split: training time for two vocabularies, then encoding the
+  /// whole file (one thread), first with an empty word cache, then again with the cache warm.
+  func benchBPE() throws {
+    let corpus = try Corpus(path: defaultCorpus)
+    let train = corpus.split.train
+    var tokenizer: BPETokenizer? = nil
+    for vocabulary in [512, 4096] {
+      var trained: BPETokenizer? = nil
+      let time = median(
+        timed(seconds: min(seconds, 1), warmup: 0) {
+          trained = try? BPETokenizer.train(train, vocabularySize: vocabulary)
+        })
+      print(
+        String(
+          format: "BPE training on the training split (%.1f MB), vocabulary %d: %.3f s (median)",
+          Double(train.utf8.count) / 1e6, vocabulary, time))
+      tokenizer = trained
+    }
+    guard let tokenizer else { return }
+    let megabytes = Double(corpus.text.utf8.count) / 1e6
+    let cold = median(
+      timed(seconds: min(seconds, 1), warmup: 0) {
+        tokenizer.clearCache()
+        _ = tokenizer.encode(corpus.text)
+      })
+    let warm = median(timed(seconds: min(seconds, 1)) { _ = tokenizer.encode(corpus.text) })
+    print(
+      String(
+        format: "BPE encoding of the whole file (%.1f MB, vocabulary 4096, one thread): %.1f MB/s with an empty "
+          + "word cache, %.1f MB/s with it warm", megabytes, megabytes / cold, megabytes / warm))
   }
 
   /// The op table of `--profile`: per step, forward and backward milliseconds of each op, largest first.
@@ -174,5 +208,72 @@ struct PeakProduct {
       return median(times)
     }
     return 2 * Double(n * n * n) / time / 1e9
+  }
+}
+
+/// One training step of a GPT on random tokens, as `train` runs it: forward, backward, clipping, AdamW.
+final class StepBench {
+  let config: GPTConfig
+  let batch: Int
+  let model: GPT<Float>
+  let parameters: [Tensor<Float>]
+  let optimizer: Adam<Float>
+  let tokens: [Int]
+  let targets: [Int]
+  /// Bytes of the tensors the graph holds for backward, measured on the first step.
+  private(set) var activationBytes = 0
+
+  init(config: GPTConfig, batch: Int) {
+    self.config = config
+    self.batch = batch
+    model = GPT<Float>(config, seed: 1, random: RandomSource(seed: 1))
+    parameters = model.parameters()
+    optimizer = Adam(
+      ParameterGroup.decayingMatrices(parameters, weightDecay: 0.1), learningRate: 1e-3, beta2: 0.99,
+      decoupledWeightDecay: true)
+    var rng = SeededRNG(seed: 2)
+    tokens = (0..<(batch * config.context)).map { _ in rng.index(below: config.vocabulary) }
+    targets = (0..<(batch * config.context)).map { _ in rng.index(below: config.vocabulary) }
+  }
+
+  /// The step's floating-point operations as PyTorch's FLOP counter counts them: 2 per multiply-add of every
+  /// product, forward once and backward twice, and attention's two products (scores and mixing, over the whole
+  /// T x T even where the causal mask hides half) forward once and backward 2.5 times.
+  var flops: Double {
+    let (b, t, l, c, v) = (
+      Double(batch), Double(config.context), Double(config.layers), Double(config.width),
+      Double(config.vocabulary)
+    )
+    let products = b * t * (l * 24 * c * c + 2 * c * v)
+    let attention = b * t * l * 4 * t * c
+    return 3 * products + 3.5 * attention
+  }
+
+  func step(_ profiler: OpProfiler? = nil) {
+    profiler?.mark()
+    let logits = model(tokens, batch: batch).reshape([-1, config.vocabulary])
+    let loss = crossEntropyLoss(logits: logits, labels: targets)
+    if activationBytes == 0 {
+      let kept = loss.topologicalOrder().filter { !$0.parents.isEmpty }
+      activationBytes = kept.reduce(0) { $0 + $1.storage.count * MemoryLayout<Float>.size }
+    }
+    loss.backward()
+    profiler?.mark()
+    clipGradNorm(parameters, maxNorm: 1)
+    profiler?.charge("clip_grad_norm", backward: false)
+    optimizer.step()
+    profiler?.charge("AdamW step", backward: false)
+    optimizer.zeroGrad()
+  }
+
+  /// Where the step's memory goes: parameters, gradients and AdamW's two moments (4 bytes each per parameter),
+  /// and the outputs of every op in the graph, which backward reads.
+  func printLedger() {
+    let megabytes = { (bytes: Int) in String(format: "%.1f MB", Double(bytes) / 1e6) }
+    let parameterBytes = model.parameterCount * MemoryLayout<Float>.size
+    print(
+      "  memory: parameters \(megabytes(parameterBytes)), gradients \(megabytes(parameterBytes)), AdamW moments "
+        + "\(megabytes(2 * parameterBytes)), activations kept for backward \(megabytes(activationBytes)); "
+        + "in all \(megabytes(4 * parameterBytes + activationBytes))")
   }
 }

@@ -78,6 +78,13 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
 
   public var vocabularySize: Int { tokenBytes.count }
 
+  /// Forgets every encoded word (for a measurement of encoding from scratch).
+  func clearCache() {
+    cacheLock.lock()
+    defer { cacheLock.unlock() }
+    cache.removeAll()
+  }
+
   // MARK: - Training
 
   /// Learns a tokenizer of `vocabularySize` ids (special tokens included) from `text`. The special tokens are cut
