@@ -33,6 +33,7 @@ SOURCE = os.path.join(SCRATCH, "src")
 TIMEOUT = 900  # seconds for one mutant's tests; longer counts as killed (a hang is a failure too)
 
 S1, S2, S3, S4 = "Stages/1-scalar-autograd", "Stages/2-tensor-autograd", "Stages/3-layers-optimizers", "Stages/4-transformer"
+S5 = "Stages/5-pretraining"
 K = "Shared/Kernels"
 
 
@@ -304,6 +305,58 @@ MUTATIONS = [
              '"format": Self.checkpointFormat, "step": String(step), "optimizer_steps": String(optimizer.stepCount),',
              '"format": Self.checkpointFormat, "step": String(step + 1), "optimizer_steps": String(optimizer.stepCount),',
              "a checkpoint saves the step one ahead", fast(4, "ReversalTrainingTests/aResumed")),
+
+    # --- Stage 5: tokenizers, token files, batches, the pretraining loop and its checkpoints ---
+    Mutation("s5-char-order", f"{S5}/Pretraining/Tokenizer.swift",
+             "let sorted = Set(characters).sorted { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) }",
+             "let sorted = Set(characters).sorted { $1.unicodeScalars.lexicographicallyPrecedes($0.unicodeScalars) }",
+             "the character tokenizer's ids are not nanoGPT's (reverse order)", fast(5, "CharTokenizerTests")),
+    Mutation("s5-bpe-tie", f"{S5}/Pretraining/BPE.swift",
+             "$0.count != $1.count ? $0.count > $1.count : $0.pair < $1.pair",
+             "$0.count != $1.count ? $0.count > $1.count : $0.pair > $1.pair",
+             "BPE ties go to the larger pair", fast(5, "BPETests")),
+    Mutation("s5-split", f"{S5}/Pretraining/Corpus.swift",
+             "offsetBy: Int(Double(scalars.count) * 0.9))", "offsetBy: Int(Double(scalars.count) * 0.8))",
+             "an 80/20 split", fast(5, "CorpusTests")),
+    Mutation("s5-token-vocab-bound", f"{S5}/Pretraining/TokenFile.swift",
+             "for i in 0..<count where Int(UInt16(littleEndian: ids[i])) >= vocabulary {",
+             "for i in 0..<count where Int(UInt16(littleEndian: ids[i])) > vocabulary {",
+             "a token file may hold the id equal to the vocabulary size", fast(5, "TokenFileTests")),
+    Mutation("s5-targets-unshifted", f"{S5}/Pretraining/Batches.swift",
+             "      tokens.append(from: start + 1, length: context, into: &targets)",
+             "      tokens.append(from: start, length: context, into: &targets)",
+             "the targets are the inputs, not the next ids", fast(5, "WindowSamplerTests")),
+    Mutation("s5-epoch-overlap", f"{S5}/Pretraining/Batches.swift",
+             "var starts = Array(stride(from: Int32(phase), to: Int32(count - context), by: context))",
+             "var starts = Array(stride(from: Int32(phase), to: Int32(count - context), by: context / 2))",
+             "an epoch's windows overlap", fast(5, "WindowSamplerTests")),
+    Mutation("s5-exact-windows", f"{S5}/Pretraining/Batches.swift",
+             "Array(stride(from: 0, through: tokens.count - context - 1, by: context))",
+             "Array(stride(from: 0, to: tokens.count - context - 1, by: context))",
+             "the exact loss leaves out the last whole window", fast(5, "WindowSamplerTests")),
+    Mutation("s5-trainer-decay-all", f"{S5}/Pretraining/CausalLM.swift",
+             "ParameterGroup.decayingMatrices(parameters, weightDecay: config.weightDecay), learningRate: config.learningRate,",
+             "[ParameterGroup(parameters, weightDecay: config.weightDecay)], learningRate: config.learningRate,",
+             "the pretraining loop decays the LayerNorm gains", fast(5, "CausalLMTrainerTests/theTrainer")),
+    Mutation("s5-trainer-schedule-step", f"{S5}/Pretraining/CausalLM.swift",
+             "optimizer.learningRate = config.learningRate * schedule.factor(at: step)",
+             "optimizer.learningRate = config.learningRate * schedule.factor(at: step + 1)",
+             "the pretraining loop asks the schedule for step + 1", fast(5, "CausalLMTrainerTests/theFirstStep")),
+    Mutation("s5-accumulation-unscaled", f"{S5}/Pretraining/CausalLM.swift",
+             "(config.accumulation == 1 ? loss : loss / Float(config.accumulation)).backward()",
+             "loss.backward()",
+             "accumulated gradients are summed, not averaged", fast(5, "CausalLMTrainerTests/accumulation")),
+    Mutation("s5-checkpoint-sampler-rng", f"{S5}/NN/Checkpoint.swift",
+             'for (name, generator) in [("rng", random.rng), ("sampler_rng", sampler.rng)] {',
+             'for (name, generator) in [("rng", random.rng), ("sampler_rng", random.rng)] {',
+             "a checkpoint saves the dropout generator as the sampler's", fast(5, "CausalLMTrainerTests/aResumed")),
+    Mutation("s5-checkpoint-sampler-position", f"{S5}/NN/Checkpoint.swift",
+             "sampler.restore(rng: SeededRNG(state: samplerRNG), epoch: epoch, position: position)",
+             "sampler.restore(rng: SeededRNG(state: samplerRNG), epoch: epoch, position: 0)",
+             "a resume restarts the epoch", fast(5, "CausalLMTrainerTests/aResumed")),
+    Mutation("s5-generate-no-crop", f"{S5}/Transformer/Generation.swift",
+             "          if tokens.count <= config.context {", "          if true {",
+             "decoding with the cache past the context", "Stage5Tests\\.CommandLineTests/trainWrites"),
 
     # --- Shared/Support ---
     Mutation("sup-safetensors-dtype-size", "Shared/Support/Safetensors.swift",

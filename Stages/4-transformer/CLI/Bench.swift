@@ -93,7 +93,8 @@ struct BenchCommand: ParsableCommand {
     print(
       String(
         format: "sgemm peak (1024 x 1024, %d OpenBLAS threads, %@ kernels): %.1f GFLOP/s (median of %d rounds, %.1f "
-          + "to %.1f)", peak.threads, blasCoreName, median(peakRates), BenchCommand.rounds, peakRates.min()!, peakRates.max()!))
+          + "to %.1f)", peak.threads, blasCoreName, median(peakRates), BenchCommand.rounds, peakRates.min()!,
+        peakRates.max()!))
     print(
       """
       training step, nanoGPT's CPU configuration (batch 12, context 64, 4 layers, 4 heads, width 128, vocabulary 65,

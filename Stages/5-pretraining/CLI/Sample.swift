@@ -49,6 +49,7 @@ struct SampleCommand: ResumableCommand {
       print(prompt + tokenizer.decode(generated))
     }
     let total = Double(count * tokens)
+    fflush(nil)  // the samples first, then the timing after them, even when both streams go to one file
     FileHandle.standardError.write(
       Data(
         String(

@@ -182,6 +182,7 @@ struct TrainCommand: ResumableCommand {
         String(
           format: "step %*d/%d  train %.4f  val %.4f  %@ tokens/s  ETA %@", String(steps).count, r.step, steps,
           r.trainLoss, r.valLoss, done > 0 ? String(format: "%.0f", rate) : "-", clockTime(eta)))
+      fflush(nil)  // a log file shows each evaluation as it happens, not at the end
       // As nanoGPT, never at step 0: an untrained model would replace whatever the file held.
       if trainer.lastEvaluationIsBest && trainer.step > 0, let checkpoint {
         try trainer.save(to: checkpoint)
