@@ -1,7 +1,8 @@
 import Foundation
-import Kernels
 import Support
 import Testing
+
+@testable import Kernels
 
 /// Every fast kernel of Shared/Kernels against its plain-loop reference, in Float and Double, at sizes that
 /// straddle the SIMD width (8 lanes), the register blocks of the head products (4 x 16) and the eight-lane sums.
@@ -543,4 +544,17 @@ import Testing
     check(Float.self)
     check(Double.self)
   }
+}
+
+/// Which OpenBLAS kernels a CPU deserves when OpenBLAS falls back to its generic ones.
+@Suite struct BLASCoreTests {
+  @Test func theBestCoreWhoseInstructionsTheCPUHas() {
+    let avx512: Set<String> = ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma", "sse4_2"]
+    #expect(betterBLASCore(cpuFlags: avx512) == "SkylakeX")
+    #expect(betterBLASCore(cpuFlags: avx512.subtracting(["avx512bw"])) == "Haswell")
+    #expect(betterBLASCore(cpuFlags: ["avx2", "fma", "sse4_2"]) == "Haswell")
+    #expect(betterBLASCore(cpuFlags: ["avx", "sse4_2"]) == nil)
+    #expect(betterBLASCore(cpuFlags: []) == nil)
+  }
+
 }

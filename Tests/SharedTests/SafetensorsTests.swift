@@ -133,3 +133,32 @@ func pythonHasSafetensors() -> Bool {
   guard let python = findExecutable("python3") else { return false }
   return (try? runTool(python, ["-c", "import safetensors"]))?.status == 0
 }
+
+/// The options line a checkpoint stores: plain values as they are, the others as JSON strings, read back exactly.
+@Suite struct OptionsLineTests {
+  func reader(options: String) throws -> CheckpointReader {
+    try CheckpointReader(tensors: [:], metadata: ["format": "f", "options": options], source: "c", format: "f")
+  }
+
+  @Test func valuesWithSpacesQuotesOrNothingRoundTrip() throws {
+    let options = [
+      ("--corpus", "my plays/all of them.txt"), ("--empty", ""), ("--quote", "\"x\" y"), ("--lr", "0.001"),
+      ("--tab", "a\tb"), ("--unicode", "Hamlet 😀"), ("--seed", "7"),
+    ]
+    let line = optionsLine(options)
+    #expect(line.hasPrefix("--corpus \"my plays\\/all of them.txt\" --empty \"\" --quote "))
+    #expect(line.hasSuffix(" --lr 0.001 --tab \"a\\tb\" --unicode \"Hamlet 😀\" --seed 7"))
+    let read = try reader(options: line).options()
+    #expect(read.map(\.flag) == options.map(\.0) && read.map(\.value) == options.map(\.1))
+  }
+
+  @Test(arguments: [
+    ("--a \"unterminated", "malformed quoted value"), ("--a \"x\"y", "malformed quoted value"),
+    ("--a  --b 1", "not a list of '--option value' pairs"), ("\"--a\" 1", "not a list of '--option value' pairs"),
+    ("--a", "not a list of '--option value' pairs"), ("--a 1 --a 2", "gives --a twice"),
+  ])
+  func aMalformedLineIsRefusedByName(_ line: String, _ message: String) throws {
+    let error = #expect(throws: UserError.self) { try reader(options: line).options() }
+    #expect(error?.description.contains(message) == true, "\(String(describing: error))")
+  }
+}
