@@ -188,6 +188,15 @@ import Testing
     #expect(result.output.contains("bits per character"))
   }
 
+  @Test func graphWritesIntoPlotDirWithEveryGradient() throws {
+    let result = try run(["graph", "--example", "attention", "--plot-dir", directory])
+    #expect(result.status == 0)
+    #expect(result.output.contains("wrote \(directory)/graph-attention.dot"))
+    let dot = try String(contentsOfFile: directory + "/graph-attention.dot", encoding: .utf8)
+    #expect(dot.hasPrefix("digraph G {"))
+    #expect(!dot.contains("grad -"), "a node of the picture lost its gradient")
+  }
+
   @Test func gradcheckPassesEveryCase() throws {
     let result = try run(["gradcheck"])
     #expect(result.status == 0)

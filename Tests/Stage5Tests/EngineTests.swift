@@ -171,6 +171,7 @@ import Testing
   @Test func aSecondBackwardDoublesLeafGradientsAndRecomputesTheRest() {
     let x = T([2], shape: [1], requiresGrad: true)
     let h = x * 3
+    h.retainGrad()
     let y = (h * h).sum()
     y.backward()
     #expect(x.gradStorage! == [36] && h.gradStorage! == [12])
@@ -181,6 +182,19 @@ import Testing
     #expect(x.gradStorage == nil)
     y.backward()
     #expect(x.gradStorage! == [36])
+  }
+
+  /// As PyTorch: a result's gradient is freed once backward has passed it on, unless `retainGrad()` kept it; a
+  /// leaf's is kept. The values that reach the leaves are the same either way.
+  @Test func backwardFreesTheGradientsOfResultsUnlessRetained() {
+    let x = T([2], shape: [1], requiresGrad: true)
+    let h = x * 3
+    let g = h * h
+    g.retainGrad()
+    let y = (g + h).sum()
+    y.backward()
+    #expect(h.gradStorage == nil && y.gradStorage == nil)
+    #expect(g.gradStorage! == [1] && x.gradStorage! == [3 * (2 * 6 + 1)])
   }
 
   @Test func aVectorOutputNeedsASeedAndGivesTheVectorJacobianProduct() {

@@ -34,6 +34,8 @@ public final class Tensor<Scalar: TensorScalar> {
   var localBackward: ((Tensor) -> Void)?
   /// Set while `topologicalOrder()` runs.
   var visited = false
+  /// Whether backward keeps this result's gradient after passing it on (see `retainGrad`).
+  public private(set) var retainsGrad = false
 
   /// A leaf tensor: data, an input, or a parameter (`requiresGrad: true`).
   public init(_ storage: [Scalar], shape: [Int], requiresGrad: Bool = false) {
@@ -82,6 +84,11 @@ public final class Tensor<Scalar: TensorScalar> {
     requiresGrad = flag
     return self
   }
+
+  /// Keeps this result's gradient after backward (PyTorch's `retain_grad()`): by default backward frees the
+  /// gradient of every tensor that is not a leaf as soon as it has passed it on to the tensor's inputs, so that
+  /// the gradients of a whole model's activations are never held at once. A leaf's gradient is always kept.
+  public func retainGrad() { retainsGrad = true }
 
   /// Forgets the gradient (PyTorch's `zero_grad(set_to_none=True)`): the next backward starts from nothing.
   public func zeroGrad() { gradStorage = nil }
@@ -172,7 +179,10 @@ extension Tensor {
   /// then computes v^T J, the gradient of sum(v * self), as PyTorch's `y.backward(v)` does.
   ///
   /// As in stage 1, gradients accumulate into leaves (a second call without `zeroGrad()` adds them again), and
-  /// every other tensor's gradient is recomputed from nothing on each call.
+  /// every other tensor's gradient is recomputed from nothing on each call. Since stage 5 a result's gradient is
+  /// freed once it has been passed on (unless `retainGrad()` asked to keep it), as PyTorch frees them: in a GPT's
+  /// training step the activations' gradients would otherwise all be alive at the end of backward, as much
+  /// memory again as the activations.
   public func backward(gradient: [Scalar]? = nil) {
     precondition(requiresGrad, "backward: the tensor does not require grad (no input does, or it was made in noGrad)")
     let seed: [Scalar]
@@ -192,6 +202,7 @@ extension Tensor {
       guard let pullBack = node.localBackward else { continue }
       profiler?.mark()
       pullBack(node)
+      if !node.retainsGrad { node.gradStorage = nil }  // passed on; a leaf has no pull-back and never gets here
       profiler?.backwardEnded(node.op)
     }
   }

@@ -83,7 +83,6 @@ struct BenchCommand: ParsableCommand {
           median(result.peakRates)))
       bench.printLedger()
     }
-    print(String(format: "peak resident memory of this process: %.0f MB", Double(peakResidentBytes()) / 1e6))
 
     let prompt = [0]
     let newTokens = small.config.context - prompt.count
@@ -267,13 +266,19 @@ final class StepBench {
   }
 
   /// Where the step's memory goes: parameters, gradients and AdamW's two moments (4 bytes each per parameter),
-  /// and the outputs of every op in the graph, which backward reads.
+  /// the outputs of every op in the graph, which backward reads; and what the process's peak holds beyond them.
   func printLedger() {
     let megabytes = { (bytes: Int) in String(format: "%.1f MB", Double(bytes) / 1e6) }
     let parameterBytes = model.parameterCount * MemoryLayout<Float>.size
+    let total = 4 * parameterBytes + activationBytes
     print(
       "  memory: parameters \(megabytes(parameterBytes)), gradients \(megabytes(parameterBytes)), AdamW moments "
         + "\(megabytes(2 * parameterBytes)), activations kept for backward \(megabytes(activationBytes)); "
-        + "in all \(megabytes(4 * parameterBytes + activationBytes))")
+        + "in all \(megabytes(total))")
+    let peak = peakResidentBytes()
+    print(
+      "  peak resident memory of the process so far \(megabytes(peak)); beyond the above, \(megabytes(peak - total)): "
+        + "backward's gradients in flight, the kernels' workspaces, the program, its libraries and what ran before")
   }
+
 }

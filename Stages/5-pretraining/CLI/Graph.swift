@@ -67,7 +67,7 @@ public enum GraphExample: String, CaseIterable, Sendable {
       x.label = "x"
       let y = block(x, keyPadding: nil, cache: nil).sum()
       y.label = "sum"
-      y.backward()
+      backwardKeepingEveryGradient(y)
       return y
     case .attention:
       let (q, k, v) = (
@@ -78,10 +78,17 @@ public enum GraphExample: String, CaseIterable, Sendable {
       (q.label, k.label, v.label) = ("q", "k", "v")
       let y = Tensor.attention(q, k, v, causal: true).pow(2).sum()
       y.label = "sum of squares"
-      y.backward()
+      backwardKeepingEveryGradient(y)
       return y
     }
   }
+}
+
+/// Backward with every gradient of the graph kept, for a picture that shows them all (backward frees the
+/// gradients of results once passed on; `retainGrad` keeps one).
+func backwardKeepingEveryGradient<Scalar>(_ y: Tensor<Scalar>) {
+  for node in y.topologicalOrder() { node.retainGrad() }
+  y.backward()
 }
 
 /// micrograd's first test expression, on tensors: z = 2x + 2 + x; q = relu(z) + z x; h = relu(z z); y = h + q + q x.
