@@ -47,7 +47,11 @@ public struct Table: Sendable {
 
 /// `text` as a gnuplot string literal: in single quotes nothing is special but the quote itself, written twice.
 func quoted(_ text: String) -> String {
-  "'" + text.replacingOccurrences(of: "'", with: "''") + "'"
+  // A line break would end the command and start another (a file name may hold one): control characters become
+  // spaces, so the title stays one string on one line.
+  let oneLine = String(
+    String.UnicodeScalarView(text.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? " " : $0 }))
+  return "'" + oneLine.replacingOccurrences(of: "'", with: "''") + "'"
 }
 
 /// The key of every picture: outside the plot, under the x label, in one row, so that it never covers a curve or

@@ -198,3 +198,12 @@ import Testing
     }
   }
 }
+
+/// A title from outside (a file name) cannot end the gnuplot command it is part of and start another.
+@Suite struct GnuplotStringTests {
+  @Test func quotesAreDoubledAndLineBreaksBecomeSpaces() {
+    #expect(quoted("it's") == "'it''s'")
+    #expect(quoted("a\nsystem \"touch PWNED\"\n#") == "'a system \"touch PWNED\" #'")
+    #expect(quoted("tab\there\r") == "'tab here '")
+  }
+}

@@ -51,7 +51,7 @@ enum BadValues {
   static let sample = BadValues.cases(
     ["sample", "--checkpoint", "/nonexistent.safetensors"],
     [
-      ("--temperature", BadValues.bounded + ["101"]), ("--top-k", BadValues.count),
+      ("--temperature", BadValues.bounded + ["101"]), ("--top-k", BadValues.count.filter { $0 != "0" }),
       ("--top-p", BadValues.positive + ["1.5", "1e12"]), ("--count", BadValues.count), ("--seed", BadValues.seed),
       ("--tokens", BadValues.count),
     ])

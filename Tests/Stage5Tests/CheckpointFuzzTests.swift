@@ -87,7 +87,7 @@ import Testing
     for (key, value) in [
       ("step", "3"), ("step", "5"), ("step", "7"), ("optimizer_steps", "3"), ("optimizer_steps", "5"),
       ("train_tokens", "17999"), ("sampler_epoch", "-1"), ("sampler_position", "100000"), ("best_val_loss", "0.5"),
-      ("best_val_loss", "inf"),
+      ("best_val_loss", "inf"), ("corpus_hash", "0123456789abcdef"),
     ] {
       add("counts", "\(key) = \(value)", withMetadata { $0[key] = value }, "metadata '\(key)'")
     }

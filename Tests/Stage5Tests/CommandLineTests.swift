@@ -9,6 +9,10 @@ import Testing
     .appendingPathComponent("stage5").path
 
   let directory = temporaryDirectory("cli")
+  /// Tests/Fixtures, beside this file's folder.
+  let fixturesDirectory =
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().path
+    + "/Fixtures"
 
   /// A tiny run on the first 20,000 characters of Tiny Shakespeare: the sizes a debug build trains in seconds.
   var tiny: [String] {
@@ -142,13 +146,15 @@ import Testing
       (["--checkpoint", ""], "--checkpoint is an empty path"),
     ]
     for (arguments, message) in refusals {
-      let result = try run(["train", "--resume", path, "--plot-dir", directory] + arguments)
+      let result = try run(
+        ["train", "--resume", path, "--plot-dir", directory, "--data-dir", directory + "/data"] + arguments)
       #expect(result.status != 0)
       #expect(result.errorOutput.hasPrefix("stage5: error: " + message), "\(arguments): \(result.errorOutput)")
       #expect(result.errorOutput.split(separator: "\n").count == 1)
       #expect(!result.output.contains("step "))
     }
-    let resumed = try run(["train", "--resume", path, "--steps", "20", "--plot-dir", directory])
+    let resumed = try run(
+      ["train", "--resume", path, "--steps", "20", "--plot-dir", directory, "--data-dir", directory + "/data"])
     #expect(resumed.status == 0, "\(resumed.errorOutput)")
     #expect(resumed.output.contains("model: 1 layers, 2 heads, width 16, context 16"))
     #expect(resumed.output.contains("token files reused from"))
@@ -156,6 +162,73 @@ import Testing
     #expect(
       resumed.output.contains("note: the cosine schedule is re-derived for 20 steps (the checkpoint's run planned 10)"))
     #expect(resumed.output.contains("step 20/20") && !resumed.output.contains("step 10/20"))
+  }
+
+  /// Text that is valid but unlike Shakespeare's: code points split apart by the 90/10 cut (a combining accent,
+  /// "\r\n"), a byte-order mark, no newline at all (the sample then starts from the first character).
+  @Test func unusualTextTrainsAndSamples() throws {
+    for (name, text) in [
+      ("accents", "x" + String(repeating: "ae\u{301} ", count: 700)),
+      ("crlf", "\u{FEFF}" + String(repeating: "hello world\r\n", count: 200)),
+      ("flat", String(repeating: "abc def ", count: 400)),
+    ] {
+      let corpus = writeCorpus(text, name: name + ".txt", in: directory)
+      let path = directory + "/\(name).safetensors"
+      let result = try run(
+        ["train"] + tiny + [
+          "--corpus", corpus, "--data-dir", directory + "/" + name, "--steps", "10", "--checkpoint", path,
+        ])
+      #expect(result.status == 0, "\(name): \(result.errorOutput)")
+      #expect(result.output.contains("a sample of 20 tokens"), "\(name)")
+      let sample = try run(["sample", "--checkpoint", path, "--tokens", "5"])
+      #expect(sample.status == 0, "\(name): \(sample.errorOutput)")
+    }
+  }
+
+  /// What a resume and a checkpoint must not do: train on changed text, or replace a file that is not theirs.
+  @Test func checkpointsAndDataFoldersGuardWhatIsNotTheirs() throws {
+    let path = directory + "/a.safetensors"
+    let first = try run(["train"] + tiny + ["--steps", "10", "--checkpoint", path])
+    #expect(first.status == 0, "\(first.errorOutput)")
+    // From another folder, without --corpus: the checkpoint records the corpus's absolute path.
+    try FileManager.default.createDirectory(atPath: directory + "/elsewhere", withIntermediateDirectories: true)
+    let elsewhere = try runTool(
+      Self.executable, ["train", "--resume", path, "--steps", "11", "--plot-dir", "."],
+      workingDirectory: directory + "/elsewhere")
+    #expect(elsewhere.status == 0, "\(elsewhere.errorOutput)")
+    // The same path with other text: refused, not trained on.
+    let corpus = directory + "/corpus.txt"
+    let original = try String(contentsOfFile: corpus, encoding: .utf8)
+    try String(original.reversed()).write(toFile: corpus, atomically: true, encoding: .utf8)
+    let changed = try run([
+      "train", "--resume", path, "--steps", "20", "--data-dir", directory + "/other", "--plot-dir", directory,
+    ])
+    #expect(changed.status == 1 && changed.errorOutput.contains("metadata 'corpus_hash'"), "\(changed.errorOutput)")
+    try original.write(toFile: corpus, atomically: true, encoding: .utf8)
+    // A safetensors file that is not a stage 5 checkpoint (a Hugging Face GPT-2) is not replaced.
+    let gpt2 = directory + "/gpt2.safetensors"
+    try FileManager.default.copyItem(
+      atPath: fixturesDirectory + "/hf/gpt2/model.safetensors", toPath: gpt2)
+    let before = try Data(contentsOf: URL(fileURLWithPath: gpt2))
+    expectRefusal(
+      try run(["train"] + tiny + ["--checkpoint", gpt2]),
+      "--checkpoint '\(gpt2)' exists and is not a stage 5 checkpoint; it is not replaced (remove it or choose another name)"
+    )
+    #expect(try Data(contentsOf: URL(fileURLWithPath: gpt2)) == before)
+    // A data folder the user named that holds another tokenizer's files is not replaced; nor is anything written
+    // when the checkpoint would land on one of the folder's files.
+    let bpe = try run(["tokenize", "--corpus", corpus, "--vocab", "300", "--out-dir", directory + "/bpe"])
+    #expect(bpe.status == 0, "\(bpe.errorOutput)")
+    let refused = try run(["train"] + tiny + ["--data-dir", directory + "/bpe"])
+    #expect(refused.status == 1, "\(refused.output)")
+    #expect(
+      refused.errorOutput.hasPrefix(
+        "stage5: error: --data-dir '\(directory)/bpe' holds another corpus or tokenizer's token files (bpe, 300 ids"))
+    let fresh = directory + "/fresh"
+    expectRefusal(
+      try run(["train"] + tiny + ["--data-dir", fresh, "--checkpoint", fresh + "/val.bin.json"]),
+      "--data-dir '\(fresh)/val.bin.json' is also a file that --checkpoint writes; one output would destroy the other")
+    #expect((try? FileManager.default.contentsOfDirectory(atPath: fresh)) ?? [] == [])
   }
 
   @Test func tokenizeTrainsABPEAndWritesTokenFiles() throws {

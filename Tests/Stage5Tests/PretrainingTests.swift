@@ -90,6 +90,25 @@ func tinyTrainer(_ change: (inout TrainConfig) -> Void = { _ in }) -> Trainer {
     expectRefusal(message) { _ = try tokenizer.encode(text) }
   }
 
+  /// Code points, as Python counts characters: a corpus cut anywhere still encodes with the tokenizer of the whole,
+  /// and the file keeps every code point (a byte-order mark, a lone carriage return, a combining accent, the
+  /// Angstrom sign beside the canonically equal Å).
+  @Test func charactersAreCodePointsAsPythonCountsThem() throws {
+    let text = "\u{FEFF}Cafe\u{301}\r\nok \u{212B}\u{00C5} 👍🏽\r\n"
+    let tokenizer = CharTokenizer(corpus: text)
+    #expect(tokenizer.vocabularySize == Set(text.unicodeScalars).count)
+    let scalars = Array(text.unicodeScalars)
+    for cut in 0...scalars.count {
+      var head = String.UnicodeScalarView()
+      head.append(contentsOf: scalars[..<cut])
+      #expect(try tokenizer.encode(String(head)).count == cut)
+    }
+    #expect(tokenizer.decode(try tokenizer.encode(text)).unicodeScalars.elementsEqual(text.unicodeScalars))
+    let loaded = try parseTokenizer(try tokenizer.fileContents(), source: "t.json")
+    let (a, b) = (try loaded.encode(text), try tokenizer.encode(text))
+    #expect(loaded.fingerprint == tokenizer.fingerprint && a == b)
+  }
+
   @Test func specialTokensAreOneIdAfterTheCharacters() throws {
     let tokenizer = CharTokenizer(corpus: "abc", specials: ["<|endoftext|>"])
     #expect(tokenizer.vocabularySize == 4)
@@ -102,9 +121,15 @@ func tinyTrainer(_ change: (inout TrainConfig) -> Void = { _ in }) -> Trainer {
     let loaded = try parseTokenizer(try tokenizer.fileContents(), source: "t.json")
     #expect(loaded.kind == "char" && loaded.fingerprint == tokenizer.fingerprint)
     #expect(try loaded.encode("ROMEO:[PAD]") == (try tokenizer.encode("ROMEO:[PAD]")))
-    let damaged = Data(#"{"type": "char", "characters": ["a", "bc"], "special_tokens": []}"#.utf8)
-    expectRefusal("'t.json' is not a character tokenizer: 'characters' must be distinct single characters") {
-      _ = try parseTokenizer(damaged, source: "t.json")
+    let refusal =
+      "'t.json' is not a character tokenizer: 'code_points' must be distinct Unicode code points, 'special_tokens' "
+      + "non-empty texts"
+    for damaged in [
+      #"{"type": "char", "code_points": [97, 97], "special_tokens": []}"#, #"{"type": "char", "code_points": [55296]}"#,
+      #"{"type": "char", "code_points": [], "special_tokens": []}"#, #"{"type": "char", "characters": ["a"]}"#,
+      #"{"type": "char", "code_points": [97], "special_tokens": [""]}"#,
+    ] {
+      expectRefusal(refusal) { _ = try parseTokenizer(Data(damaged.utf8), source: "t.json") }
     }
     expectRefusal("'t.json' is not a tokenizer file: it is not a JSON object") {
       _ = try parseTokenizer(Data("[1, 2]".utf8), source: "t.json")

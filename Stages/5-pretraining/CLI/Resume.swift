@@ -24,7 +24,7 @@ extension ResumableCommand {
     if let extra = saved.first(where: { !known.contains($0.flag) }) {
       throw UserError("checkpoint '\(source)': metadata 'options' has \(extra.flag), which this run does not record")
     }
-    let savedArguments = saved.flatMap { [$0.flag, $0.value] }
+    let savedArguments = saved.map { $0.flag + "=" + $0.value }  // one word: a value may start with "--"
     let recorded: Self
     do {
       recorded = try parse(savedArguments + required)

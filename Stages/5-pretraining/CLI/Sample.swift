@@ -9,10 +9,11 @@ struct SampleCommand: ResumableCommand {
     commandName: "sample", abstract: "Generate text from a pretrained checkpoint.")
 
   @Option(help: "The checkpoint `stage5 train --checkpoint` wrote.") var checkpoint: String
-  @Option(help: "The text to continue.") var prompt = "\n"
+  @Option(help: "The text to continue (default: a newline, or the tokenizer's first character if it has none).")
+  var prompt: String?
   @Option(parsing: .unconditional, help: "How many tokens to generate.") var tokens = 500
   @Option(parsing: .unconditional, help: "0 is greedy; below 1 sharper, above 1 flatter.") var temperature = 0.8
-  @Option(parsing: .unconditional, help: "Sample among the k most likely tokens only.") var topK: Int? = 200
+  @Option(parsing: .unconditional, help: "Sample among the k most likely tokens only (0: among all).") var topK = 200
   @Option(parsing: .unconditional, help: "Sample among the most likely tokens whose probabilities reach p.") var topP:
     Double?
   @Option(parsing: .unconditional, help: "Seed of the sampling.") var seed: UInt64 = 1
@@ -22,10 +23,12 @@ struct SampleCommand: ResumableCommand {
   func validate() throws {
     try Check.count(tokens, "--tokens", in: 1...1_000_000)
     try Check.number(temperature, "--temperature", in: Bounds(0, 100))
-    try Check.count(topK, "--top-k", in: 1...1_000_000)
+    try Check.count(topK, "--top-k", in: 0...1_000_000)
     try Check.number(topP, "--top-p", in: .positive(upTo: 1))
     try Check.count(count, "--count", in: 1...100_000)
-    guard !prompt.isEmpty else { throw UserError("--prompt is empty: give at least one character to continue") }
+    guard prompt?.isEmpty != true else {
+      throw UserError("--prompt is empty: give at least one character to continue")
+    }
   }
 
   /// Sampling records nothing in a checkpoint: the model's options all come from it.
@@ -35,18 +38,21 @@ struct SampleCommand: ResumableCommand {
     let saved = try CheckpointReader(path: checkpoint, format: Trainer.checkpointFormat)
     let config = try TrainCommand.resuming(try saved.options(), source: checkpoint, arguments: []).config
     let (model, tokenizer) = try Trainer.pretrainedModel(from: saved, config: config)
-    let ids: [Int]
-    do {
-      ids = try tokenizer.encode(prompt)
-    } catch let error as UserError {
-      throw UserError("--prompt: \(error)")
+    var ids = defaultPrompt(tokenizer)
+    if let prompt {
+      do {
+        ids = try tokenizer.encode(prompt)
+      } catch let error as UserError {
+        throw UserError("--prompt: \(error)")
+      }
     }
-    let sampling = Sampling(temperature: temperature, topK: topK, topP: topP)
+    let start = prompt ?? tokenizer.decode(ids)
+    let sampling = Sampling(temperature: temperature, topK: topK == 0 ? nil : topK, topP: topP)
     let clock = Stopwatch()
     for k in 0..<count {
       let generated = model.generate(ids, count: tokens, sampling: sampling, seed: seed &+ UInt64(k), useCache: kvCache)
       if k > 0 { print("---") }
-      print(prompt + tokenizer.decode(generated))
+      print(start + tokenizer.decode(generated))
     }
     let total = Double(count * tokens)
     fflush(nil)  // the samples first, then the timing after them, even when both streams go to one file

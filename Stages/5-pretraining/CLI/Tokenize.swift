@@ -34,7 +34,7 @@ struct TokenizeCommand: ParsableCommand {
       model = CharTokenizer(corpus: text.text)
       print("tokenizer: characters of '\(corpus)', \(model.vocabularySize) ids")
     } else {
-      let bpe = try BPETokenizer.train(text.split.train, vocabularySize: vocab) { done, total in
+      let bpe = try BPETokenizer.train(try text.tokenizerTrainingText(), vocabularySize: vocab) { done, total in
         showProgressLine("training BPE: \(done)/\(total) merges")
       }
       closeProgressLine()
@@ -50,8 +50,9 @@ struct TokenizeCommand: ParsableCommand {
     }
     try prepareOutputDirectory(outDir)
     let (train, val) = text.split
-    try TokenizedCorpus.write(model, corpus: text, parts: [("train", train), ("val", val)], directory: outDir)
-    let data = try TokenizedCorpus(directory: outDir)
+    try TokenizedCorpus.write(
+      model, corpus: text, parts: [("train", train), ("val", val)], directory: outDir, writer: "--out-dir")
+    let data = try TokenizedCorpus(directory: outDir, writer: "--out-dir")
     for info in [data.trainInfo, data.valInfo] {
       print(
         String(

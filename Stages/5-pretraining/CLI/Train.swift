@@ -74,7 +74,9 @@ struct TrainCommand: ResumableCommand {
 
   var config: TrainConfig {
     var config = TrainConfig()
-    config.corpus = corpus
+    // The checkpoint records the corpus by its absolute path: a resume from another folder still finds it, and
+    // "c.txt" and "./c.txt" are the same corpus.
+    config.corpus = URL(fileURLWithPath: corpus).standardizedFileURL.path
     config.tokenizer = tokenizer
     config.vocabulary = vocab
     config.context = context
@@ -114,12 +116,15 @@ struct TrainCommand: ResumableCommand {
     try reserveLineChartFiles(name: Self.plotName, directory: plotDir)
     if let checkpoint {
       try prepareOutputFile(
-        checkpoint, option: "--checkpoint", replaceable: looksLikeSafetensors, kind: "safetensors checkpoint")
+        checkpoint, option: "--checkpoint", replaceable: { Trainer.isCheckpoint(at: $0) }, kind: "stage 5 checkpoint")
     }
     let clock = Stopwatch()
     let text = try Corpus(path: corpus)
+    // The default folder is a cache, remade for another corpus or tokenizer; a folder the user named is replaced
+    // only by its own corpus tokenized anew, never when it holds another's files (they may be all there is of them).
     let (data, reused) = try TokenizedCorpus.prepare(
-      text, kind: tokenizer, vocabulary: vocab, directory: dataDirectory, progress: showProgressLine)
+      text, kind: tokenizer, vocabulary: vocab, directory: dataDirectory, writer: "--data-dir",
+      replacingOthers: dataDir == nil, progress: showProgressLine)
     closeProgressLine()
     for (name, split) in [("training", data.train), ("validation", data.val)] where split.count <= context {
       throw UserError(
@@ -127,6 +132,7 @@ struct TrainCommand: ResumableCommand {
           + "\(context) + 1; use a longer corpus or a smaller --context")
     }
     let trainer = Trainer(config, tokenizer: data.tokenizer, train: data.train, val: data.val)
+    trainer.corpusHash = text.hash
     var planned = steps
     if let saved {
       planned = try saved.options().first { $0.flag == "--steps" }.flatMap { Int($0.value) } ?? steps
@@ -144,8 +150,9 @@ struct TrainCommand: ResumableCommand {
         "note: the cosine schedule is re-derived for \(steps) steps (the checkpoint's run planned \(planned)): "
           + "this is not the run --steps \(steps) makes from the start")
     }
+    let firstStep = trainer.step
     let savedAt = try trainLoop(trainer)
-    try report(trainer, data: data, seconds: clock.seconds, savedAt: savedAt)
+    try report(trainer, data: data, seconds: clock.seconds, trainedSteps: trainer.step - firstStep, savedAt: savedAt)
   }
 
   /// The run's description: data, model, optimisation.
@@ -199,7 +206,7 @@ struct TrainCommand: ResumableCommand {
   }
 
   /// The exact validation loss, speed, memory, a sample and the curves.
-  func report(_ trainer: Trainer, data: TokenizedCorpus, seconds: Double, savedAt: Int?) throws {
+  func report(_ trainer: Trainer, data: TokenizedCorpus, seconds: Double, trainedSteps: Int, savedAt: Int?) throws {
     let exact = trainer.exactLoss(data.val)
     let bitsPerToken = exact.loss / Double.log(2)
     let unit = tokenizer == .char ? "nats/char" : "nats/token"
@@ -210,14 +217,14 @@ struct TrainCommand: ResumableCommand {
     print(
       String(
         format: "%.1f s in all, %.0f tokens/s of training, peak resident memory %.0f MB", seconds,
-        Double(trainer.step) * Double(config.tokensPerStep) / seconds, Double(peakResidentBytes()) / 1e6))
+        Double(trainedSteps) * Double(config.tokensPerStep) / seconds, Double(peakResidentBytes()) / 1e6))
     if let checkpoint {
       print(
         savedAt.map { "checkpoint (the best validation loss, at step \($0)): \(checkpoint)" }
           ?? "no checkpoint written: no evaluation in this run beat the validation loss before it")
     }
     if sampleTokens > 0 {
-      let prompt = try data.tokenizer.encode("\n")
+      let prompt = defaultPrompt(data.tokenizer)
       let tokens = trainer.model.generate(
         prompt, count: sampleTokens, sampling: Sampling(temperature: 0.8, topK: 200), seed: 1, useCache: true)
       print("a sample of \(sampleTokens) tokens (temperature 0.8, top-k 200, seed 1):")
@@ -237,3 +244,9 @@ struct TrainCommand: ResumableCommand {
 
 /// Tiny Shakespeare, as the project ships it (Shared/Datasets/Data).
 let defaultCorpus = shakespearePath
+
+/// The prompt of a sample when none is given: a newline, as nanoGPT's sample.py starts, or the tokenizer's first id
+/// when a newline is not in its vocabulary (a corpus without line breaks).
+func defaultPrompt(_ tokenizer: any Tokenizer) -> [Int] {
+  (try? tokenizer.encode("\n")).flatMap { $0.isEmpty ? nil : $0 } ?? [0]
+}

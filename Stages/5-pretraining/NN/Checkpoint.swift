@@ -15,6 +15,11 @@ extension Trainer {
   /// The metadata "format" of this stage's checkpoints.
   public static let checkpointFormat = "stage5-checkpoint"
 
+  /// Whether `path` holds a checkpoint of this stage (which a new one may replace), by its format metadata.
+  public static func isCheckpoint(at path: String) -> Bool {
+    (try? CheckpointReader(path: path, format: checkpointFormat)) != nil
+  }
+
   /// Writes the checkpoint atomically: an interrupted save leaves the previous file whole.
   public func save(to path: String) throws {
     try writeAtomically(Data(checkpointBytes()), to: path, as: "--checkpoint")
@@ -41,6 +46,7 @@ extension Trainer {
       "options": config.commandLine, "history": historyCSV, "sampler_epoch": String(sampler.epoch),
       "sampler_position": String(sampler.position), "best_val_loss": String(bestValLoss),
       "tokenizer": String(decoding: try tokenizer.fileContents(), as: UTF8.self), "train_tokens": String(train.count),
+      "corpus_hash": corpusHash,
     ]
     return encodeSafetensors(tensors, metadata: metadata)
   }
@@ -82,6 +88,12 @@ extension Trainer {
     guard tokens == train.count else {
       throw reader.error(
         "metadata 'train_tokens' is \(tokens), but this run's training split has \(train.count) (another corpus?)")
+    }
+    let hash = try reader.text("corpus_hash")
+    guard hash == corpusHash else {
+      throw reader.error(
+        "metadata 'corpus_hash' is '\(hash)', not this corpus's '\(corpusHash)': it was trained on another text (the "
+          + "file changed since?)")
     }
     let epoch = try reader.integer("sampler_epoch", in: 0...Int(Int32.max))
     let position = try reader.integer("sampler_position", in: 0...sampler.windowsPerEpoch)

@@ -109,6 +109,9 @@ public final class Trainer {
   public internal(set) var history: [StepRecord] = []
   /// The lowest validation estimate so far (the checkpoint is saved when an evaluation beats it).
   public internal(set) var bestValLoss = Double.infinity
+  /// A hash of the corpus's text ("" when the splits come from elsewhere): a checkpoint records it, and a resume on
+  /// another text is refused, even one at the same path with as many tokens.
+  public var corpusHash = ""
   /// Whether the last evaluation set a new best (the command line then saves the checkpoint, as nanoGPT does).
   public internal(set) var lastEvaluationIsBest = false
 

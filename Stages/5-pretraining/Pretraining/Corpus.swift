@@ -43,6 +43,19 @@ public struct Corpus {
   }
 }
 
+extension Corpus {
+  /// The text a tokenizer learns from: the training split, which must not be empty.
+  public func tokenizerTrainingText() throws -> String {
+    let text = split.train
+    guard !text.isEmpty else {
+      throw UserError(
+        "corpus '\(path)' is too short to train a tokenizer on: its training split (the first 90% of its "
+          + "\(self.text.unicodeScalars.count) characters) is empty")
+    }
+    return text
+  }
+}
+
 /// The offset of the first byte that is not part of a valid UTF-8 sequence, or nil for valid text.
 func firstInvalidUTF8(_ data: Data) -> Int? {
   data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) -> Int? in
@@ -92,10 +105,6 @@ public func parseTokenizer(_ data: Data, source path: String) throws -> any Toke
   return try BPETokenizer.load(object, source: path)
 }
 
-/// Who writes a token folder's files (for the checks that no output replaces another or an input): the folder is
-/// the run's input, and only tokenizing again, when the corpus or the tokenizer changed, may replace it.
-let tokenFolderWriter = "--data-dir"
-
 /// A corpus tokenized into a folder: tokenizer.json, train.bin and val.bin with their sidecars.
 public final class TokenizedCorpus {
   public let directory: String
@@ -105,8 +114,9 @@ public final class TokenizedCorpus {
   public let trainInfo: TokenFileInfo
   public let valInfo: TokenFileInfo
 
-  /// Maps the token files of `directory`, checking each against the tokenizer there.
-  public init(directory: String) throws {
+  /// Maps the token files of `directory`, checking each against the tokenizer there. `writer` is the option that
+  /// writes the folder: it alone may replace the files later (they are the run's input).
+  public init(directory: String, writer: String = "--data-dir") throws {
     let tokenizerPath = directory + "/tokenizer.json"
     guard FileManager.default.fileExists(atPath: tokenizerPath) else {
       throw UserError("'\(directory)' holds no tokenizer.json: make one with `stage5 tokenize --out-dir \(directory)`")
@@ -120,7 +130,7 @@ public final class TokenizedCorpus {
       let info = try TokenFile.readInfo(path)
       files.append(
         try TokenFile(path: path, split: split, tokenizer: fingerprint, vocabulary: tokenizer.vocabularySize))
-      markAsInput(path, replaceableBy: tokenFolderWriter)  // no other output may replace it; a new tokenizing may
+      markAsInput(path, replaceableBy: writer)  // no other output may replace it; a new tokenizing may
       infos.append(info)
     }
     (train, val, trainInfo, valInfo) = (files[0], files[1], infos[0], infos[1])
@@ -128,24 +138,32 @@ public final class TokenizedCorpus {
   }
 
   /// Tokenizes `corpus` into `directory` unless it already holds this corpus tokenized this way, then maps it.
-  /// Token files there that cannot be read (odd size, ids past the vocabulary, another tokenizer's) are an error.
+  /// Unless `replacingOthers` (a folder that is only a cache, made again at will), token files there that cannot be
+  /// read (odd size, ids past the vocabulary, another tokenizer's) are an error, and so are readable ones of another
+  /// corpus or tokenizer. `writer` names the option that chose the folder, in messages.
   /// `progress` hears how a BPE's training goes. Returns whether the folder's files were reused.
   public static func prepare(
-    _ corpus: Corpus, kind: TokenizerKind, vocabulary: Int, directory: String,
-    progress: ((String) -> Void)? = nil
+    _ corpus: Corpus, kind: TokenizerKind, vocabulary: Int, directory: String, writer: String = "--data-dir",
+    replacingOthers: Bool = true, progress: ((String) -> Void)? = nil
   ) throws -> (corpus: TokenizedCorpus, reused: Bool) {
     // A folder of token files is a cache of the corpus: reused when it holds this corpus tokenized this way, made
     // again when it holds another. A damaged one is refused, not replaced: it may be a folder the user made.
     if FileManager.default.fileExists(atPath: directory + "/train.bin")
       || FileManager.default.fileExists(atPath: directory + "/tokenizer.json")
     {
-      let existing: TokenizedCorpus
+      var existing: TokenizedCorpus? = nil
       do {
-        existing = try TokenizedCorpus(directory: directory)
-      } catch let error as UserError {
-        throw UserError("\(error) (in --data-dir '\(directory)': remove it, or choose another, to tokenize afresh)")
+        existing = try TokenizedCorpus(directory: directory, writer: writer)
+      } catch let error as UserError where !replacingOthers {
+        throw UserError("\(error) (in \(writer) '\(directory)': remove it, or choose another, to tokenize afresh)")
       }
-      if existing.matches(corpus, kind, vocabulary) { return (existing, true) }
+      if let existing, existing.matches(corpus, kind, vocabulary) { return (existing, true) }
+      if let existing, !replacingOthers {
+        throw UserError(
+          "\(writer) '\(directory)' holds another corpus or tokenizer's token files (\(existing.tokenizer.kind), "
+            + "\(existing.tokenizer.vocabularySize) ids, from '\(existing.trainInfo.corpus)'); they are not replaced: "
+            + "choose another \(writer), or remove it")
+      }
     }
     try prepareOutputDirectory(directory)
     let (trainText, valText) = corpus.split
@@ -154,29 +172,37 @@ public final class TokenizedCorpus {
     case .char:
       tokenizer = CharTokenizer(corpus: corpus.text)  // every character of the corpus, as nanoGPT's vocabulary
     case .bpe:
-      tokenizer = try BPETokenizer.train(trainText, vocabularySize: vocabulary) { done, total in
+      tokenizer = try BPETokenizer.train(try corpus.tokenizerTrainingText(), vocabularySize: vocabulary) {
+        done, total in
         progress?("training BPE: \(done)/\(total) merges")
       }
     }
-    try write(tokenizer, corpus: corpus, parts: [("train", trainText), ("val", valText)], directory: directory)
-    return (try TokenizedCorpus(directory: directory), false)
+    try write(
+      tokenizer, corpus: corpus, parts: [("train", trainText), ("val", valText)], directory: directory, writer: writer)
+    return (try TokenizedCorpus(directory: directory, writer: writer), false)
   }
 
-  /// Encodes each part with `tokenizer` and writes the folder's files.
+  /// Encodes each part with `tokenizer` and writes the folder's files (as `writer`, the option that names the
+  /// folder). Every file is checked before any is written: a refusal leaves the folder as it was.
   public static func write(
-    _ tokenizer: any Tokenizer, corpus: Corpus, parts: [(split: String, text: String)], directory: String
+    _ tokenizer: any Tokenizer, corpus: Corpus, parts: [(split: String, text: String)], directory: String,
+    writer: String = "--data-dir"
   ) throws {
     guard tokenizer.vocabularySize <= 65_536 else {
       throw UserError(
         "a vocabulary of \(tokenizer.vocabularySize) ids does not fit a uint16 token file (65536 at most)")
     }
-    try writeAtomically(try tokenizer.fileContents(), to: directory + "/tokenizer.json", as: tokenFolderWriter)
-    for (split, text) in parts {
-      let ids = try tokenizer.encode(text)
+    let files =
+      [directory + "/tokenizer.json"]
+      + parts.flatMap { [directory + "/\($0.split).bin", TokenFileInfo.path(for: directory + "/\($0.split).bin")] }
+    for file in files { try refuseOverwriting(file, as: writer) }
+    let encoded = try parts.map { (split: $0.split, text: $0.text, ids: try tokenizer.encode($0.text)) }
+    try writeAtomically(try tokenizer.fileContents(), to: directory + "/tokenizer.json", as: writer)
+    for (split, text, ids) in encoded {
       let info = TokenFileInfo(
         split: split, tokens: ids.count, tokenizer: tokenizer.fingerprint, vocabulary: tokenizer.vocabularySize,
         characters: text.unicodeScalars.count, corpus: corpus.path, corpusBytes: corpus.bytes, corpusHash: corpus.hash)
-      try TokenFile.write(ids, to: directory + "/\(split).bin", info: info)
+      try TokenFile.write(ids, to: directory + "/\(split).bin", info: info, writer: writer)
     }
   }
 

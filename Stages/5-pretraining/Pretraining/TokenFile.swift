@@ -171,7 +171,7 @@ public final class TokenFile: @unchecked Sendable {
 
   /// Writes `values` as a token file at `path` with its sidecar, each atomically (the ids first: a sidecar never
   /// describes a file that is not there).
-  public static func write(_ values: [Int], to path: String, info: TokenFileInfo) throws {
+  public static func write(_ values: [Int], to path: String, info: TokenFileInfo, writer: String? = nil) throws {
     precondition(
       info.tokens == values.count, "TokenFile.write: the sidecar counts \(info.tokens) ids, not \(values.count)")
     var bytes = [UInt8]()
@@ -181,9 +181,9 @@ public final class TokenFile: @unchecked Sendable {
       bytes.append(UInt8(value & 0xFF))
       bytes.append(UInt8(value >> 8))
     }
-    try writeAtomically(Data(bytes), to: path, as: tokenFolderWriter)
+    try writeAtomically(Data(bytes), to: path, as: writer)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    try writeAtomically(try encoder.encode(info), to: TokenFileInfo.path(for: path), as: tokenFolderWriter)
+    try writeAtomically(try encoder.encode(info), to: TokenFileInfo.path(for: path), as: writer)
   }
 }

@@ -43,25 +43,28 @@ extension Tokenizer {
 /// Shakespeare), then any special tokens. The simplest tokenizer there is: no training, nothing to merge, a
 /// vocabulary so small that the embedding costs nothing, and sequences as long as the text. Text with a character
 /// outside the set cannot be encoded, and says where.
+///
+/// A character here is a Unicode code point, as Python's `str` counts them (and nanoGPT with it), not what Swift's
+/// `Character` calls one (a grapheme cluster): "e" followed by a combining accent is two ids, "\r\n" two, and a
+/// corpus cut anywhere between code points still encodes with the tokenizer of the whole.
 public final class CharTokenizer: Tokenizer {
   public let kind = "char"
-  /// The characters, by id.
-  public let characters: [Character]
+  /// The code points, by id.
+  public let characters: [Unicode.Scalar]
   public let specialTokens: [(token: String, id: Int)]
-  private let ids: [Character: Int]
+  private let ids: [Unicode.Scalar: Int]
 
-  /// A tokenizer over exactly `characters` (sorted by their Unicode scalars, duplicates removed), with
-  /// `specials` after them.
-  public init(characters: some Sequence<Character>, specials: [String] = []) {
-    let sorted = Set(characters).sorted { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) }
+  /// A tokenizer over exactly `characters` (sorted by code point, duplicates removed), with `specials` after them.
+  public init(characters: some Sequence<Unicode.Scalar>, specials: [String] = []) {
+    let sorted = Set(characters).sorted { $0.value < $1.value }
     self.characters = sorted
     ids = Dictionary(uniqueKeysWithValues: sorted.enumerated().map { ($1, $0) })
     specialTokens = specials.enumerated().map { ($1, sorted.count + $0) }
   }
 
-  /// The tokenizer of a corpus: every character that occurs in it.
+  /// The tokenizer of a corpus: every code point that occurs in it.
   public convenience init(corpus: String, specials: [String] = []) {
-    self.init(characters: Set(corpus), specials: specials)
+    self.init(characters: Set(corpus.unicodeScalars), specials: specials)
   }
 
   public var vocabularySize: Int { characters.count + specialTokens.count }
@@ -69,49 +72,61 @@ public final class CharTokenizer: Tokenizer {
   public func encode(_ text: String) throws -> [Int] {
     var result: [Int] = []
     result.reserveCapacity(text.utf8.count)
+    let scalars = text.unicodeScalars
+    var index = scalars.startIndex
     var position = 0
-    var rest = Substring(text)
-    outer: while let character = rest.first {
+    outer: while index < scalars.endIndex {
       position += 1
-      for (token, id) in specialTokens where rest.hasPrefix(token) {
+      for (token, id) in specialTokens where scalars[index...].starts(with: token.unicodeScalars) {
         result.append(id)
-        rest = rest.dropFirst(token.count)
+        index = scalars.index(index, offsetBy: token.unicodeScalars.count)
         continue outer
       }
-      guard let id = ids[character] else {
-        let place = "character \(position), \(describeCharacter(character))"
+      let scalar = scalars[index]
+      guard let id = ids[scalar] else {
+        let place = "character \(position), \(describeCharacter(Character(scalar)))"
         throw UserError("\(place), is not in the tokenizer's \(characters.count) characters")
       }
       result.append(id)
-      rest = rest.dropFirst()
+      index = scalars.index(after: index)
     }
     return result
   }
 
   public func decode(_ ids: [Int]) -> String {
-    var text = ""
+    var text = String.UnicodeScalarView()
     for id in ids {
       precondition((0..<vocabularySize).contains(id), "CharTokenizer.decode: id \(id) of \(vocabularySize)")
-      text += id < characters.count ? String(characters[id]) : specialTokens[id - characters.count].token
+      if id < characters.count {
+        text.append(characters[id])
+      } else {
+        text.append(contentsOf: specialTokens[id - characters.count].token.unicodeScalars)
+      }
     }
-    return text
+    return String(text)
   }
 
+  /// The file: the code points as numbers (JSON strings would pass through Unicode normalization on the way back,
+  /// which turns the Angstrom sign into Å and would merge two ids), and the special tokens.
   public func fileContents() throws -> Data {
     let object: [String: Any] = [
-      "type": "char", "characters": characters.map(String.init), "special_tokens": specialTokens.map(\.token),
+      "type": "char", "code_points": characters.map { Int($0.value) }, "special_tokens": specialTokens.map(\.token),
     ]
     return try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
   }
 
   /// Reads what `fileContents` wrote (`source` names it in messages).
   public static func load(_ object: [String: Any], source: String) throws -> CharTokenizer {
-    guard let characters = object["characters"] as? [String], let specials = object["special_tokens"] as? [String],
-      characters.allSatisfy({ $0.count == 1 }), Set(characters).count == characters.count
+    let points = object["code_points"] as? [Int] ?? []
+    let scalars = points.compactMap { UInt32(exactly: $0).flatMap(Unicode.Scalar.init) }
+    guard let specials = object["special_tokens"] as? [String], specials.allSatisfy({ !$0.isEmpty }),
+      !points.isEmpty, scalars.count == points.count, Set(points).count == points.count
     else {
-      throw UserError("'\(source)' is not a character tokenizer: 'characters' must be distinct single characters")
+      throw UserError(
+        "'\(source)' is not a character tokenizer: 'code_points' must be distinct Unicode code points, "
+          + "'special_tokens' non-empty texts")
     }
-    return CharTokenizer(characters: characters.map { Character($0) }, specials: specials)
+    return CharTokenizer(characters: scalars, specials: specials)
   }
 }
 
