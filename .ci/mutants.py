@@ -308,8 +308,8 @@ MUTATIONS = [
 
     # --- Stage 5: tokenizers, token files, batches, the pretraining loop and its checkpoints ---
     Mutation("s5-char-order", f"{S5}/Pretraining/Tokenizer.swift",
-             "let sorted = Set(characters).sorted { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) }",
-             "let sorted = Set(characters).sorted { $1.unicodeScalars.lexicographicallyPrecedes($0.unicodeScalars) }",
+             "let sorted = Set(characters).sorted { $0.value < $1.value }",
+             "let sorted = Set(characters).sorted { $0.value > $1.value }",
              "the character tokenizer's ids are not nanoGPT's (reverse order)", fast(5, "CharTokenizerTests")),
     Mutation("s5-bpe-tie", f"{S5}/Pretraining/BPE.swift",
              "$0.count != $1.count ? $0.count > $1.count : $0.pair < $1.pair",

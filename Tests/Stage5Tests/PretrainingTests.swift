@@ -384,6 +384,8 @@ func tinyTrainer(_ change: (inout TrainConfig) -> Void = { _ in }) -> Trainer {
     let a = try whole.runStep()
     let b = try accumulated.runStep()
     #expect(abs(a - b) < 1e-5)
+    // The gradient itself, before clipping (AdamW's update barely changes when every gradient doubles).
+    #expect(abs(whole.lastGradientNorm - accumulated.lastGradientNorm) < 1e-5 * whole.lastGradientNorm)
     for (p, q) in zip(whole.parameters, accumulated.parameters) {
       for (x, y) in zip(p.storage, q.storage) { #expect(abs(x - y) < 1e-6) }
     }

@@ -109,6 +109,8 @@ public final class Trainer {
   public internal(set) var history: [StepRecord] = []
   /// The lowest validation estimate so far (the checkpoint is saved when an evaluation beats it).
   public internal(set) var bestValLoss = Double.infinity
+  /// The global norm of the last step's gradient, before clipping (what clip_grad_norm_ returns).
+  public internal(set) var lastGradientNorm = 0.0
   /// A hash of the corpus's text ("" when the splits come from elsewhere): a checkpoint records it, and a resume on
   /// another text is refused, even one at the same path with as many tokens.
   public var corpusHash = ""
@@ -155,7 +157,7 @@ public final class Trainer {
       total += value
       (config.accumulation == 1 ? loss : loss / Float(config.accumulation)).backward()
     }
-    clipGradNorm(parameters, maxNorm: 1)
+    lastGradientNorm = clipGradNorm(parameters, maxNorm: 1)
     optimizer.learningRate = config.learningRate * schedule.factor(at: step)
     optimizer.step()
     optimizer.zeroGrad()
