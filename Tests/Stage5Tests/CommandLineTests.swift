@@ -231,6 +231,23 @@ import Testing
     #expect((try? FileManager.default.contentsOfDirectory(atPath: fresh)) ?? [] == [])
   }
 
+  /// The default data folder is a cache: made on the first run, reused on the next, made again when damaged or
+  /// left by another corpus.
+  @Test func theDefaultDataFolderIsACache() throws {
+    let arguments = ["train"] + tiny.filter { !$0.contains("/data") && $0 != "--data-dir" } + ["--steps", "1"]
+    let cache = directory + "/Plots/runs/5-pretraining/data-char"
+    let first = try runTool(Self.executable, arguments, workingDirectory: directory)
+    #expect(
+      first.status == 0 && first.output.contains("(tokenized into Plots/runs/5-pretraining/data-char)"),
+      "\(first.errorOutput)")
+    let second = try runTool(Self.executable, arguments, workingDirectory: directory)
+    #expect(
+      second.output.contains("(token files reused from Plots/runs/5-pretraining/data-char)"), "\(second.errorOutput)")
+    try Data("{}".utf8).write(to: URL(fileURLWithPath: cache + "/tokenizer.json"))
+    let damaged = try runTool(Self.executable, arguments, workingDirectory: directory)
+    #expect(damaged.status == 0 && damaged.output.contains("(tokenized into"), "\(damaged.errorOutput)")
+  }
+
   @Test func tokenizeTrainsABPEAndWritesTokenFiles() throws {
     let corpus = writeCorpus(String(shakespeareText.prefix(50_000)), in: directory)
     let out = directory + "/bpe"

@@ -154,8 +154,11 @@ public final class TokenizedCorpus {
       var existing: TokenizedCorpus? = nil
       do {
         existing = try TokenizedCorpus(directory: directory, writer: writer)
-      } catch let error as UserError where !replacingOthers {
-        throw UserError("\(error) (in \(writer) '\(directory)': remove it, or choose another, to tokenize afresh)")
+      } catch {
+        // A cache that cannot be read (damaged, or written by another version) is made again.
+        guard replacingOthers else {
+          throw UserError("\(error) (in \(writer) '\(directory)': remove it, or choose another, to tokenize afresh)")
+        }
       }
       if let existing, existing.matches(corpus, kind, vocabulary) { return (existing, true) }
       if let existing, !replacingOthers {
