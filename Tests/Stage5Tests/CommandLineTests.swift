@@ -49,6 +49,17 @@ import Testing
     (["sample", "--checkpoint", "x", "--top-p", "1.5"], "--top-p must be a finite number in (0, 1], got 1.5"),
     (["sample", "--checkpoint", "x", "--prompt", ""], "--prompt is empty: give at least one character to continue"),
     (["tokenize"], "Missing expected argument '--out-dir <out-dir>'"),
+    (["tokenize", "--out-dir", ""], "--out-dir is an empty path"),
+    (
+      ["tokenize", "--out-dir", "x", "--tokenizer-file", "t.json", "--vocab", "300"],
+      "--vocab has no effect with --tokenizer-file (the file is the tokenizer); leave it out"
+    ),
+    (
+      ["tokenize", "--out-dir", "x", "--tokenizer", "char", "--vocab", "300"],
+      "--vocab has no effect with --tokenizer char (the corpus's characters are the vocabulary)"
+    ),
+    (["train", "--data-dir", ""], "--data-dir is an empty path"),
+    (["train", "--plot-dir", ""], "--plot-dir is an empty path"),
   ])
   func badInputEndsWithOneLineOnStderrAndAFailingExit(_ arguments: [String], _ message: String) throws {
     let result = try run(arguments)

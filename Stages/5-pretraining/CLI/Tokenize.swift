@@ -14,13 +14,22 @@ struct TokenizeCommand: ParsableCommand {
       """)
 
   @Option(help: "The text to tokenize (any UTF-8 file).") var corpus = defaultCorpus
-  @Option(help: "Tokenizer to train: char or bpe.") var tokenizer = TokenizerKind.bpe
-  @Option(parsing: .unconditional, help: "Ids of the BPE tokenizer, special tokens included.") var vocab = 512
+  @Option(help: "Tokenizer to train: char or bpe (default: bpe).") var tokenizer: TokenizerKind?
+  @Option(parsing: .unconditional, help: "Ids of the BPE tokenizer, special tokens included (default: 512).")
+  var vocab: Int?
   @Option(help: "Encode with this tokenizer file instead of training one.") var tokenizerFile: String?
   @Option(help: "Where tokenizer.json, train.bin and val.bin (and their .json sidecars) go.") var outDir: String
 
   func validate() throws {
     try Check.count(vocab, "--vocab", in: 1...65_536)
+    guard !outDir.isEmpty else { throw UserError("--out-dir is an empty path") }
+    // Options that would be silently ignored are refused: the user meant something by them.
+    if tokenizerFile != nil, let given = tokenizer.map({ _ in "--tokenizer" }) ?? vocab.map({ _ in "--vocab" }) {
+      throw UserError("\(given) has no effect with --tokenizer-file (the file is the tokenizer); leave it out")
+    }
+    if tokenizer == .char, vocab != nil {
+      throw UserError("--vocab has no effect with --tokenizer char (the corpus's characters are the vocabulary)")
+    }
   }
 
   func run() throws {
@@ -34,7 +43,7 @@ struct TokenizeCommand: ParsableCommand {
       model = CharTokenizer(corpus: text.text)
       print("tokenizer: characters of '\(corpus)', \(model.vocabularySize) ids")
     } else {
-      let bpe = try BPETokenizer.train(try text.tokenizerTrainingText(), vocabularySize: vocab) { done, total in
+      let bpe = try BPETokenizer.train(try text.tokenizerTrainingText(), vocabularySize: vocab ?? 512) { done, total in
         showProgressLine("training BPE: \(done)/\(total) merges")
       }
       closeProgressLine()

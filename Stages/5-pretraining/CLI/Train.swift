@@ -56,6 +56,9 @@ struct TrainCommand: ResumableCommand {
 
   func validate() throws {
     try Check.count(vocab, "--vocab", in: 1...65_536)
+    for (option, path) in [("--data-dir", dataDir), ("--plot-dir", plotDir), ("--corpus", corpus)] where path == "" {
+      throw UserError("\(option) is an empty path")
+    }
     try Check.count(context, "--context", in: 1...65_536)
     try checkModelOptions(layers: layers, heads: heads, width: width)
     try Check.number(dropout, "--dropout", in: Bounds(0, 1, includesHigh: false))
