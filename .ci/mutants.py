@@ -358,7 +358,8 @@ MUTATIONS = [
              "if !node.retainsGrad { node.gradStorage = nil }", "if false { node.gradStorage = nil }",
              "backward holds every activation's gradient to the end", fast(5, "EngineTests")),
     Mutation("s5-generate-no-crop", f"{S5}/Transformer/Generation.swift",
-             "          if tokens.count <= config.context {", "          if true {",
+             "if let cached = caches?.first?.count, tokens.count <= config.context {",
+             "if let cached = caches?.first?.count {",
              "decoding with the cache past the context", "Stage5Tests\\.CommandLineTests/trainWrites"),
 
     # --- Shared/Support ---

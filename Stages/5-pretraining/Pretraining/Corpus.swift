@@ -21,6 +21,8 @@ public struct Corpus {
   public let bytes: Int
   /// A hash of the contents: a token file records it, so that one made from another text is never reused.
   public let hash: String
+  /// The first 90% of the characters (Unicode scalars, as Python counts them) and the rest, cut once.
+  public let split: (train: String, val: String)
 
   public init(path: String) throws {
     let data = try readInputFile(path)
@@ -30,17 +32,14 @@ public struct Corpus {
       throw UserError("corpus '\(path)' is not UTF-8 text: byte \(offset) does not start a valid character")
     }
     text = String(decoding: data, as: UTF8.self)
+    let scalars = text.unicodeScalars
+    let cut = scalars.index(scalars.startIndex, offsetBy: Int(Double(scalars.count) * 0.9))
+    split = (String(scalars[..<cut]), String(scalars[cut...]))
     bytes = data.count
     hash = String(stableHash(text), radix: 16)
     self.path = path
   }
 
-  /// The first 90% of the characters (Unicode scalars, as Python counts them) and the rest.
-  public var split: (train: String, val: String) {
-    let scalars = text.unicodeScalars
-    let cut = scalars.index(scalars.startIndex, offsetBy: Int(Double(scalars.count) * 0.9))
-    return (String(scalars[..<cut]), String(scalars[cut...]))
-  }
 }
 
 extension Corpus {

@@ -63,13 +63,12 @@ extension GPT {
     return noGrad {
       var caches = useCache ? makeCaches() : nil
       for _ in 0..<count {
-        var input = Array(tokens.suffix(config.context))
-        if let cached = caches?.first?.count {
-          if tokens.count <= config.context {
-            input = Array(tokens[cached...])  // only what the caches have not seen
-          } else {
-            caches = makeCaches()  // the window slid: every position moved, so nothing cached still holds
-          }
+        let input: [Int]
+        if let cached = caches?.first?.count, tokens.count <= config.context {
+          input = Array(tokens[cached...])  // only what the caches have not seen
+        } else {
+          if useCache { caches = makeCaches() }  // the window slid: every position moved, nothing cached holds
+          input = Array(tokens.suffix(config.context))
         }
         let logits = self(input, caches: caches)
         let v = config.vocabulary
