@@ -347,6 +347,23 @@ public let catalogue: [GradCase] = [
     inputs: [.init("parameters", [3660], .uniform(-0.5, 0.5)), .init("tokens", [1, 5], .classes(7))],
     "the logits [1, 5, 7] of a 2-layer GPT (vocabulary 7, context 5, width 12, 2 heads, no biases, tied head), sliced as in gpt_tiny"
   ),
+  // MARK: - Stage 5: BERT
+  GradCase(
+    "gelu_erf", stage: 5, inputs: [.init("x", [6], .uniform(-3, 3))],
+    "GELU in its exact form, x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), elementwise"),
+  GradCase(
+    "bert_pretraining", stage: 5,
+    inputs: [
+      .init("parameters", [1193], .uniform(-0.5, 0.5)), .init("tokens", [2, 5], .classes(7)),
+      .init("targets", [4], .classes(7)),
+    ],
+    """
+    a 1-layer post-LN BERT (vocabulary 7, context 6, width 8, 2 heads, erf GELU, LayerNorm eps 1e-12) whose
+    parameters are consecutive slices of `parameters` (token, position and segment embeddings, embedding norm,
+    the block as in transformer_block, MLM transform and its norm, decoder bias, pooler, NSP classifier) on tokens
+    [2, 5] with segments 0 0 0 1 1 in each row and the last position of the second row padding; the MLM
+    cross-entropy at flat positions 1, 3, 6, 8 against the targets plus the NSP cross-entropy against labels 0, 1
+    """),
 ]
 
 /// The catalogue cases a stage must build: those of stages 1...stage.

@@ -2,7 +2,7 @@ import GradCheck
 import Support
 
 /// The adapter between the golden catalogue (Shared/GradCheck) and this stage: every catalogue case of stages 1
-/// to 4, built from tensors. Stage 1's scalar cases are the same expressions on tensors of shape [] or [n].
+/// to 5, built from tensors. Stage 1's scalar cases are the same expressions on tensors of shape [] or [n].
 /// The cases are written once, generic over the element type, so the tests can also run them in Float.
 
 // MARK: - The cases
@@ -133,6 +133,17 @@ func goldenOutput<S: TensorScalar>(_ name: String, _ x: [Tensor<S>]) -> Tensor<S
     var config = GPTConfig(vocabulary: 7, context: 5, layers: 2, heads: 2, width: 12)
     config.bias = false
     return GPT(config, random: RandomSource(seed: 0), source: slices(of: x[0]))(labels(x[1]))
+
+  case "gelu_erf": return x[0].geluErf()
+  case "bert_pretraining":
+    var config = BERTConfig(vocabulary: 7, context: 6, layers: 1, heads: 2, width: 8)
+    config.norm = .post
+    let model = BERT(config, random: RandomSource(seed: 0), source: slices(of: x[0]))
+    let hidden = model.encode(
+      labels(x[1]), segments: [0, 0, 0, 1, 1, 0, 0, 0, 1, 1], batch: 2,
+      keyPadding: Tensor([0, 0, 0, 0, 0, 0, 0, 0, 0, 1], shape: [2, 5]))
+    let mlm = crossEntropyLoss(logits: model.maskedLMLogits(hidden, at: [1, 3, 6, 8]), labels: labels(x[2]))
+    return mlm + crossEntropyLoss(logits: model.nextSentenceLogits(hidden), labels: [0, 1])
   default: return nil
   }
 }

@@ -6,16 +6,17 @@ import Kernels
 import Plotting
 import Support
 
-/// The command line of stage 4: `stage4` trains (the default), `sample` generates from a checkpoint, `graph` draws a
+/// The command line of stage 5: `stage5` pretrains a GPT (the default), `sample` generates from its checkpoint,
+/// `tokenize` trains a BPE and writes token files, `mlm` pretrains a BERT, `fill` guesses its [MASK]s, `graph` draws a
 /// computation graph, `gradcheck` runs the golden gradient checks, `bench` measures speed.
 @main
 struct Stage5Command: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "stage5",
-    abstract: "Stage 5: pretraining. Tokenizers, token files, and a GPT pretrained on Tiny Shakespeare.",
+    abstract: "Stage 5: pretraining. Tokenizers, token files, a GPT and a BERT pretrained on Tiny Shakespeare.",
     subcommands: [
-      TrainCommand.self, SampleCommand.self, TokenizeCommand.self, GraphCommand.self, GradcheckCommand.self,
-      BenchCommand.self,
+      TrainCommand.self, SampleCommand.self, TokenizeCommand.self, MaskedLMCommand.self, FillCommand.self,
+      GraphCommand.self, GradcheckCommand.self, BenchCommand.self,
     ],
     defaultSubcommand: TrainCommand.self)
 
@@ -42,6 +43,7 @@ struct Stage5Command: ParsableCommand {
 extension PositionEncoding: ExpressibleByArgument {}
 extension TokenizerKind: ExpressibleByArgument {}
 extension WindowOrder: ExpressibleByArgument {}
+extension NormPlacement: ExpressibleByArgument {}
 extension GraphExample: ExpressibleByArgument {}
 extension KernelChoice: ExpressibleByArgument {}
 

@@ -140,10 +140,12 @@ public final class TokenizedCorpus {
   /// Unless `replacingOthers` (a folder that is only a cache, made again at will), token files there that cannot be
   /// read (odd size, ids past the vocabulary, another tokenizer's) are an error, and so are readable ones of another
   /// corpus or tokenizer. `writer` names the option that chose the folder, in messages.
-  /// `progress` hears how a BPE's training goes. Returns whether the folder's files were reused.
+  /// `progress` hears how a BPE's training goes. A character tokenizer gets `charSpecials` after the characters
+  /// (BERT's inputs need [PAD], [CLS], [SEP] and [MASK]; a BPE has them all). Returns whether the folder's files
+  /// were reused.
   public static func prepare(
-    _ corpus: Corpus, kind: TokenizerKind, vocabulary: Int, directory: String, writer: String = "--data-dir",
-    replacingOthers: Bool = true, progress: ((String) -> Void)? = nil
+    _ corpus: Corpus, kind: TokenizerKind, vocabulary: Int, charSpecials: [String] = [], directory: String,
+    writer: String = "--data-dir", replacingOthers: Bool = true, progress: ((String) -> Void)? = nil
   ) throws -> (corpus: TokenizedCorpus, reused: Bool) {
     // A folder of token files is a cache of the corpus: reused when it holds this corpus tokenized this way, made
     // again when it holds another. A damaged one is refused, not replaced: it may be a folder the user made.
@@ -159,7 +161,7 @@ public final class TokenizedCorpus {
           throw UserError("\(error) (in \(writer) '\(directory)': remove it, or choose another, to tokenize afresh)")
         }
       }
-      if let existing, existing.matches(corpus, kind, vocabulary) { return (existing, true) }
+      if let existing, existing.matches(corpus, kind, vocabulary, charSpecials) { return (existing, true) }
       if let existing, !replacingOthers {
         throw UserError(
           "\(writer) '\(directory)' holds another corpus or tokenizer's token files (\(existing.tokenizer.kind), "
@@ -172,7 +174,8 @@ public final class TokenizedCorpus {
     let tokenizer: any Tokenizer
     switch kind {
     case .char:
-      tokenizer = CharTokenizer(corpus: corpus.text)  // every character of the corpus, as nanoGPT's vocabulary
+      // Every character of the corpus, as nanoGPT's vocabulary.
+      tokenizer = CharTokenizer(corpus: corpus.text, specials: charSpecials)
     case .bpe:
       tokenizer = try BPETokenizer.train(try corpus.tokenizerTrainingText(), vocabularySize: vocabulary) {
         done, total in
@@ -208,9 +211,11 @@ public final class TokenizedCorpus {
     }
   }
 
-  /// Whether this folder holds `corpus` tokenized by a tokenizer of `kind` (with `vocabulary` ids, for BPE).
-  func matches(_ corpus: Corpus, _ kind: TokenizerKind, _ vocabulary: Int) -> Bool {
-    tokenizer.kind == kind.rawValue && (kind == .char || tokenizer.vocabularySize == vocabulary)
+  /// Whether this folder holds `corpus` tokenized by a tokenizer of `kind` (with `vocabulary` ids, for BPE; with
+  /// the special tokens `charSpecials`, for characters).
+  func matches(_ corpus: Corpus, _ kind: TokenizerKind, _ vocabulary: Int, _ charSpecials: [String] = []) -> Bool {
+    let sameSpecials = kind == .bpe || tokenizer.specialTokens.map(\.token) == charSpecials
+    return tokenizer.kind == kind.rawValue && (kind == .char || tokenizer.vocabularySize == vocabulary) && sameSpecials
       && [trainInfo, valInfo].allSatisfy { $0.corpusHash == corpus.hash && $0.corpusBytes == corpus.bytes }
   }
 

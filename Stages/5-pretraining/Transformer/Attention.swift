@@ -78,6 +78,8 @@ extension Tensor {
     let square = tq * tk  // one head's weights
     let keep = dropout.map { attentionDropoutMask(count: b * h * square, p: $0.p, random: $0.random) }
     let (keepValues, padding) = (keep ?? [], keyPadding?.storage ?? [])
+    // A row without padding takes the kernel's unmasked path, which runs in SIMD lanes (the padded one tests each key).
+    let padded = (0..<b).map { bi in keyPadding != nil && padding[(bi * tk)..<((bi + 1) * tk)].contains { $0 != 0 } }
     // Every head writes its own block of both in full.
     let (weights, out): ([Scalar], [Scalar]) = makeArrays(b * h * square, elementCount(outputShape)) { pp, op in
       withPointers(q.storage, k.storage, v.storage, keepValues, padding) { qp, kp, vp, keepP, padP in
@@ -87,7 +89,7 @@ extension Tensor {
             attentionHeadForward(
               shape, q: qp + shape.q.start(bi, hi), k: kp + shape.k.start(bi, hi), v: vp + shape.v.start(bi, hi),
               out: op + shape.out.start(bi, hi), weights: pp + bh * square,
-              keep: keep == nil ? nil : keepP + bh * square, padding: keyPadding == nil ? nil : padP + bi * tk,
+              keep: keep == nil ? nil : keepP + bh * square, padding: padded[bi] ? padP + bi * tk : nil,
               causal: causal)
           }
         }

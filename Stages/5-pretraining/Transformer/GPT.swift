@@ -14,6 +14,22 @@ public enum PositionEncoding: String, CaseIterable, Sendable {
   case sinusoidal
 }
 
+/// Where a block's LayerNorms stand.
+public enum NormPlacement: String, CaseIterable, Sendable {
+  /// On the input of each branch, x + f(norm(x)): GPT-2's order, and the one deep stacks train without warmup tricks.
+  case pre
+  /// On each sum, norm(x + f(x)): the original Transformer's order, and BERT's.
+  case post
+}
+
+/// Which GELU a block's MLP uses.
+public enum GELUForm: String, CaseIterable, Sendable {
+  /// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))): GPT-2's (Hugging Face's "gelu_new").
+  case tanh
+  /// x Phi(x) with erf: BERT's in Hugging Face (its "gelu").
+  case erf
+}
+
 /// The shape of a GPT.
 public struct GPTConfig: Sendable, Equatable {
   public var vocabulary: Int
@@ -26,6 +42,10 @@ public struct GPTConfig: Sendable, Equatable {
   public var positions = PositionEncoding.learned
   /// Causal (a language model, each position sees only the past) or bidirectional (an encoder, as BERT).
   public var causal = true
+  public var norm = NormPlacement.pre
+  public var activation = GELUForm.tanh
+  /// The LayerNorms' epsilon: 1e-5 in GPT-2, 1e-12 in BERT.
+  public var layerNormEps = 1e-5
 
   public init(vocabulary: Int, context: Int, layers: Int, heads: Int, width: Int) {
     self.vocabulary = vocabulary
@@ -79,6 +99,7 @@ public func gpt2Initialization<Scalar: TensorScalar>(layers: Int, rng: SeededRNG
 /// x + attention(ln1(x)), then x + mlp(ln2(x)): pre-LayerNorm, as GPT-2. The MLP is 4x wide with GELU.
 /// Normalising the input of each branch (not the sum, as the original post-LN Transformer did) leaves the
 /// residual stream untouched from embedding to output, which keeps deep stacks trainable without warmup tricks.
+/// With `config.norm == .post` the block is BERT's instead: ln1(x + attention(x)), then ln2(x + mlp(x)).
 /// (The model calls its blocks, attention and MLP layers by their own types, never through `any Layer`, so the
 /// compiler specialises them for Float and Double without the `@_specialize` that `Sequential`'s layers need.)
 public final class Block<Scalar: TensorScalar>: Module {
@@ -89,6 +110,8 @@ public final class Block<Scalar: TensorScalar>: Module {
   public let contract: Linear<Scalar>
   public let dropout: Dropout<Scalar>?
   public var isTraining = true
+  let placement: NormPlacement
+  let activation: GELUForm
 
   init(_ config: GPTConfig, name: String, random: RandomSource, source: ParameterSource<Scalar>) {
     let c = config.width
@@ -100,7 +123,7 @@ public final class Block<Scalar: TensorScalar>: Module {
     func norm(_ part: String) -> LayerNorm<Scalar> {
       LayerNorm(
         gamma: source("\(name).\(part).gamma", [c], .one),
-        beta: config.bias ? source("\(name).\(part).beta", [c], .zero) : nil)
+        beta: config.bias ? source("\(name).\(part).beta", [c], .zero) : nil, eps: Scalar(config.layerNormEps))
     }
     let drop = config.dropout > 0 ? Dropout<Scalar>(config.dropout, random: random) : nil
     norm1 = norm("norm1")
@@ -112,6 +135,7 @@ public final class Block<Scalar: TensorScalar>: Module {
     expand = linear("expand", 4 * c, c, .weight)
     contract = linear("contract", c, 4 * c, .residualProjection)
     dropout = drop
+    (placement, activation) = (config.norm, config.activation)
   }
 
   public func callAsFunction(
@@ -119,9 +143,19 @@ public final class Block<Scalar: TensorScalar>: Module {
   ) -> Tensor<
     Scalar
   > {
+    if placement == .post {
+      let x = norm1(x + attention.attend(x, keyPadding: keyPadding, cache: cache))
+      return norm2(x + mlp(x))
+    }
     let x = x + attention.attend(norm1(x), keyPadding: keyPadding, cache: cache)
-    let mlp = contract(expand(norm2(x)).gelu())
-    return x + (dropout.map { $0(mlp) } ?? mlp)
+    return x + mlp(norm2(x))
+  }
+
+  /// The MLP branch with its residual dropout: contract(GELU(expand(x))).
+  func mlp(_ x: Tensor<Scalar>) -> Tensor<Scalar> {
+    let hidden = expand(x)
+    let y = contract(hidden.gelu(activation))
+    return dropout.map { $0(y) } ?? y
   }
 }
 
@@ -155,7 +189,7 @@ public final class GPT<Scalar: TensorScalar>: Module {
     blocks = (0..<config.layers).map { Block(config, name: "blocks.\($0)", random: random, source: source) }
     finalNorm = LayerNorm(
       gamma: source("finalNorm.gamma", [config.width], .one),
-      beta: config.bias ? source("finalNorm.beta", [config.width], .zero) : nil)
+      beta: config.bias ? source("finalNorm.beta", [config.width], .zero) : nil, eps: Scalar(config.layerNormEps))
   }
 
   /// A GPT with GPT-2's initialisation from a seed.

@@ -1,0 +1,63 @@
+import ArgumentParser
+import Foundation
+import Support
+
+/// `stage5 fill`: a masked-LM checkpoint's guesses for each [MASK] in a text, Hugging Face's fill-mask pipeline.
+struct FillCommand: ResumableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "fill", abstract: "Guess the tokens behind each [MASK] in a text, with a masked-LM checkpoint.",
+    discussion: """
+      The text is read as [CLS] TEXT [SEP]; a [SEP] inside it starts the second segment, as in pretraining.
+      """)
+
+  @Option(help: "The checkpoint `stage5 mlm --checkpoint` wrote.") var checkpoint: String
+  @Option(help: "The text, with [MASK] where a token is to be guessed.") var text: String
+  @Option(parsing: .unconditional, help: "Guesses shown per [MASK].") var top = 5
+
+  func validate() throws {
+    try Check.count(top, "--top", in: 1...1_000)
+  }
+
+  var recordedOptions: [(flag: String, value: String)] { [] }
+
+  func run() throws {
+    let saved = try CheckpointReader(path: checkpoint, format: MaskedLMTrainer.checkpointFormat)
+    let config = try MaskedLMCommand.resuming(try saved.options(), source: checkpoint, arguments: []).config
+    let (model, tokenizer) = try MaskedLMTrainer.pretrainedModel(from: saved, config: config)
+    guard let mask = tokenizer.specialID("[MASK]"), let cls = tokenizer.specialID("[CLS]"),
+      let sep = tokenizer.specialID("[SEP]")
+    else {
+      throw UserError("checkpoint '\(checkpoint)': its tokenizer lacks [MASK], [CLS] or [SEP]")
+    }
+    var ids: [Int]
+    do {
+      ids = [cls] + (try tokenizer.encode(text)) + [sep]
+    } catch let error as UserError {
+      throw UserError("--text: \(error)")
+    }
+    let masked = ids.indices.filter { ids[$0] == mask }
+    guard !masked.isEmpty else { throw UserError("--text has no [MASK]: write [MASK] where a token is to be guessed") }
+    guard ids.count <= config.context else {
+      throw UserError(
+        "--text is \(ids.count - 2) tokens; this model reads at most \(config.context - 2) (its context, less [CLS] "
+          + "and [SEP])")
+    }
+    // The second segment starts after the first [SEP], as pretraining built its pairs.
+    let firstSep = ids.firstIndex(of: sep)!
+    let segments = ids.indices.map { $0 > firstSep ? 1 : 0 }
+    model.eval()
+    let probabilities = noGrad {
+      model.maskedLMLogits(model.encode(ids, segments: segments), at: masked).softmax(axis: 1)
+    }
+    let vocabulary = tokenizer.vocabularySize
+    var filled = ids
+    for (k, position) in masked.enumerated() {
+      let row = Array(probabilities.storage[(k * vocabulary)..<((k + 1) * vocabulary)])
+      let best = row.indices.sorted { row[$0] > row[$1] }.prefix(top)
+      filled[position] = best.first!
+      let guesses = best.map { String(format: "%@ %.1f%%", visible(tokenizer.decode([$0])), 100 * row[$0]) }
+      print("[MASK] \(k + 1) of \(masked.count): " + guesses.joined(separator: ", "))
+    }
+    print("filled: " + tokenizer.decode(Array(filled.dropFirst().dropLast())))
+  }
+}
