@@ -50,9 +50,9 @@ struct MaskedLMCommand: ResumableCommand {
   @Option(help: "Next-sentence prediction: on (BERT) or off (one segment per input, as RoBERTa).") var nsp =
     Switch.on
   @Option(help: "LayerNorm placement: post (BERT) or pre (GPT-2).") var norm = NormPlacement.post
-  @Flag(help: "Mask afresh each time an input is used (RoBERTa), not once per copy (BERT).")
+  @Flag(inversion: .prefixedNo, help: "Mask afresh each time an input is used (RoBERTa), not once per copy (BERT).")
   var dynamicMasking = false
-  @Flag(help: "Mask whole words: all pieces of a word together.") var wholeWord = false
+  @Flag(inversion: .prefixedNo, help: "Mask whole words: all pieces of a word together.") var wholeWord = false
   @Option(parsing: .unconditional, help: "Copies of the training data, each cut and masked anew (BERT's dupe_factor).")
   var duplication = 5
   @Option(help: "Save a checkpoint (safetensors) here at each evaluation that beats the best held-out loss.")
@@ -170,16 +170,16 @@ struct MaskedLMCommand: ResumableCommand {
   func printHeader(_ trainer: MaskedLMTrainer, data: TokenizedCorpus, reused: Bool) {
     let tokenizerName = tokenizer == .char ? "characters" : "byte-level BPE"
     let masks = dynamicMasking ? "dynamic masks" : "static masks, \(duplication) copies"
-    let pairs = nsp == .on ? "pairs, half with a random B" : "single segments (no NSP)"
+    let inputs = nsp == .on ? "pairs, half with a random B" : "single segments, no NSP"
     print(
       """
       stage 5, masked-LM pretraining: a BERT on '\(URL(fileURLWithPath: corpus).lastPathComponent)', \
       \(tokenizerName) (\(data.tokenizer.vocabularySize) ids)
-      data: \(trainer.trainPairs.count) training \(pairs) (\(masks)), \(trainer.valPairs.count) held-out \
+      data: \(trainer.trainPairs.count) training inputs (\(inputs); \(masks)) and \(trainer.valPairs.count) held-out \
       (\(reused ? "token files reused from" : "tokenized into") \(data.directory))
       model: \(layers) layers, \(heads) heads, width \(width), context \(context), \(norm.rawValue)-LN, erf GELU, \
       dropout \(dropout) (\(trainer.model.parameterCount) parameters)
-      objective: MLM on \(Int((maskRate * 100).rounded()))% of tokens (80/10/10, at most \(maxPredictions) an \
+      objective: MLM on \(String(format: "%g", maskRate * 100))% of tokens (80/10/10, at most \(maxPredictions) an \
       input\(wholeWord ? ", whole words" : ""))\(nsp == .on ? " + NSP" : "")
       training: AdamW lr \(lr) -> \(minLr) (warmup \(warmup), cosine), batch \(batchSize) x \(accumulation) \
       inputs, \(steps) steps, clip 1.0

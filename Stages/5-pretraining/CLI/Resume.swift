@@ -24,7 +24,7 @@ extension ResumableCommand {
     if let extra = saved.first(where: { !known.contains($0.flag) }) {
       throw UserError("checkpoint '\(source)': metadata 'options' has \(extra.flag), which this run does not record")
     }
-    let savedArguments = saved.map { $0.flag + "=" + $0.value }  // one word: a value may start with "--"
+    let savedArguments = saved.map(argument)
     let recorded: Self
     do {
       recorded = try parse(savedArguments + required)
@@ -40,6 +40,16 @@ extension ResumableCommand {
       }
     }
     return merged
+  }
+
+  /// A recorded option as one command-line word: "--flag=value" (one word: a value may start with "--"), and an
+  /// on/off flag as itself or its "--no-" form (a flag takes no value).
+  static func argument(_ option: (flag: String, value: String)) -> String {
+    switch option.value {
+    case "true": return option.flag
+    case "false": return "--no-" + option.flag.dropFirst(2)
+    default: return option.flag + "=" + option.value
+    }
   }
 
   /// This subcommand's arguments as the user typed them: without the program, and without the subcommand's name

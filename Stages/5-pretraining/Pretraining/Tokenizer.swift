@@ -80,6 +80,7 @@ public final class CharTokenizer: Tokenizer {
       for (token, id) in specialTokens where scalars[index...].starts(with: token.unicodeScalars) {
         result.append(id)
         index = scalars.index(index, offsetBy: token.unicodeScalars.count)
+        position += token.unicodeScalars.count - 1  // a position counts characters, as the user does
         continue outer
       }
       let scalar = scalars[index]
