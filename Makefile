@@ -49,6 +49,8 @@ plots: build
 	done
 	@echo "== stage3 compare --plot-dir Plots/3-layers-optimizers"
 	@.build/release/stage3 compare --plot-dir Plots/3-layers-optimizers
+	@echo "== stage5 mlm --plot-dir Plots/5-pretraining"
+	@.build/release/stage5 mlm --plot-dir Plots/5-pretraining
 	@for graph in $(GRAPHS); do \
 	  n=$${graph%%:*}; example=$${graph#*:}; out=Plots/$$(basename $$(ls -d Stages/$$n-*)); \
 	  echo "== stage$$n graph --example $$example --plot-dir $$out"; \

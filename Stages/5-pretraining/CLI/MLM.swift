@@ -11,6 +11,8 @@ struct MaskedLMCommand: ResumableCommand {
   static let plotName = "mlm"
   /// A character tokenizer for BERT has its four special tokens after the characters.
   static let charSpecials = ["[PAD]", "[CLS]", "[SEP]", "[MASK]"]
+  /// The defaults are `MaskedLMConfig`'s.
+  static let defaults = MaskedLMConfig()
   static let configuration = CommandConfiguration(
     commandName: "mlm",
     abstract: "Pretrain a BERT encoder with masked-LM and next-sentence prediction (default: Tiny Shakespeare).",
@@ -23,38 +25,40 @@ struct MaskedLMCommand: ResumableCommand {
 
   @Option(help: "The text to pretrain on (any UTF-8 file).") var corpus = defaultCorpus
   @Option(help: "Tokenizer: char (one id per character) or bpe (byte-level BPE trained on the train split).")
-  var tokenizer = TokenizerKind.char
-  @Option(parsing: .unconditional, help: "Ids of the BPE tokenizer, special tokens included.") var vocab = 512
+  var tokenizer = defaults.tokenizer
+  @Option(parsing: .unconditional, help: "Ids of the BPE tokenizer, special tokens included.") var vocab = defaults
+    .vocabulary
   @Option(help: "Where the token files go (default: Plots/runs/5-pretraining/data-TOKENIZER-bert).") var dataDir:
     String?
-  @Option(parsing: .unconditional, help: "Tokens per input, [CLS] and [SEP]s included.") var context = 128
-  @Option(parsing: .unconditional, help: "Transformer blocks.") var layers = 4
-  @Option(parsing: .unconditional, help: "Attention heads per block.") var heads = 4
-  @Option(parsing: .unconditional, help: "Model width (a multiple of --heads).") var width = 128
+  @Option(parsing: .unconditional, help: "Tokens per input, [CLS] and [SEP]s included.") var context = defaults.context
+  @Option(parsing: .unconditional, help: "Transformer blocks.") var layers = defaults.layers
+  @Option(parsing: .unconditional, help: "Attention heads per block.") var heads = defaults.heads
+  @Option(parsing: .unconditional, help: "Model width (a multiple of --heads).") var width = defaults.width
   @Option(parsing: .unconditional, help: "Dropout on embeddings, attention weights and residual branches.")
-  var dropout = 0.0
-  @Option(parsing: .unconditional, help: "Pairs per micro-batch.") var batchSize = 32
+  var dropout = defaults.dropout
+  @Option(parsing: .unconditional, help: "Pairs per micro-batch.") var batchSize = defaults.batchSize
   @Option(parsing: .unconditional, help: "Micro-batches per optimizer step (gradient accumulation).")
-  var accumulation = 1
-  @Option(parsing: .unconditional, help: "Optimizer steps (AdamW, warmup then cosine).") var steps = 1200
-  @Option(parsing: .unconditional, help: "Peak learning rate.") var lr = 1e-3
-  @Option(parsing: .unconditional, help: "Learning rate at the end of the cosine.") var minLr = 1e-4
-  @Option(parsing: .unconditional, help: "Warmup steps.") var warmup = 100
-  @Option(parsing: .unconditional, help: "Steps between evaluations.") var evalEvery = 200
+  var accumulation = defaults.accumulation
+  @Option(parsing: .unconditional, help: "Optimizer steps (AdamW, warmup then cosine).") var steps = defaults.steps
+  @Option(parsing: .unconditional, help: "Peak learning rate.") var lr = defaults.learningRate
+  @Option(parsing: .unconditional, help: "Learning rate at the end of the cosine.") var minLr = defaults.minLearningRate
+  @Option(parsing: .unconditional, help: "Warmup steps.") var warmup = defaults.warmup
+  @Option(parsing: .unconditional, help: "Steps between evaluations.") var evalEvery = defaults.evalEvery
   @Option(parsing: .unconditional, help: "Batches of training pairs in each evaluation's training loss.")
-  var evalBatches = 10
+  var evalBatches = defaults.evalBatches
   @Option(parsing: .unconditional, help: "Seed of the initial weights, the pairs, the masks and dropout.")
-  var seed: UInt64 = 1337
-  @Option(parsing: .unconditional, help: "Share of the tokens chosen for prediction.") var maskRate = 0.15
-  @Option(parsing: .unconditional, help: "At most this many predictions per input.") var maxPredictions = 20
+  var seed = defaults.seed
+  @Option(parsing: .unconditional, help: "Share of the tokens chosen for prediction.") var maskRate = defaults.maskRate
+  @Option(parsing: .unconditional, help: "At most this many predictions per input.") var maxPredictions = defaults
+    .maxPredictions
   @Option(help: "Next-sentence prediction: on (BERT) or off (one segment per input, as RoBERTa).") var nsp =
     Switch.on
-  @Option(help: "LayerNorm placement: post (BERT) or pre (GPT-2).") var norm = NormPlacement.post
+  @Option(help: "LayerNorm placement: post (BERT) or pre (GPT-2).") var norm = defaults.norm
   @Flag(inversion: .prefixedNo, help: "Mask afresh each time an input is used (RoBERTa), not once per copy (BERT).")
   var dynamicMasking = false
   @Flag(inversion: .prefixedNo, help: "Mask whole words: all pieces of a word together.") var wholeWord = false
   @Option(parsing: .unconditional, help: "Copies of the training data, each cut and masked anew (BERT's dupe_factor).")
-  var duplication = 5
+  var duplication = defaults.duplication
   @Option(help: "Save a checkpoint (safetensors) here at each evaluation that beats the best held-out loss.")
   var checkpoint: String?
   @Option(help: "Continue from this checkpoint, with the options it records (only --steps may change).")
