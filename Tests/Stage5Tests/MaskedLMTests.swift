@@ -202,6 +202,27 @@ func binomialBounds(_ expected: Double, _ n: Int) -> ClosedRange<Double> {
     }
   }
 
+  /// A row whose every word is longer than the number wanted still gets a prediction: part of one word.
+  @Test func noRowGoesWithoutAPrediction() throws {
+    let rule = try MaskingRule(tokenizer: tokenizer, maxPredictions: 1, wholeWord: true)
+    var rng = SeededRNG(seed: 2)
+    let (cls, sep) = (tokenizer.specialID("[CLS]")!, tokenizer.specialID("[SEP]")!)
+    var tokens = [cls] + (try tokenizer.encode("Wherefore")) + [sep]
+    #expect(rule.apply(to: &tokens, rng: &rng).count == 1)
+  }
+
+  /// A corpus that spells a special token holds the characters of it in its token files, not the control token.
+  @Test func aCorpusSpellingASpecialTokenIsPlainText() throws {
+    let text = "A:\nTo [MASK] or not\n\nB:\n[CLS] and [SEP] and <|endoftext|>\n"
+    let char = bertCharTokenizer(text)
+    #expect(try char.encodeOrdinary(text).count == text.unicodeScalars.count)
+    #expect(try char.encode(text).count < text.unicodeScalars.count)
+    let bpe = try BPETokenizer.train(String(shakespeareText.prefix(20_000)), vocabularySize: 300)
+    let ids = bpe.encodeOrdinary(text)
+    #expect(!ids.contains { id in bpe.specialTokens.contains { $0.id == id } } && bpe.decode(ids) == text)
+    #expect(bpe.encode(text).contains(bpe.specialID("[MASK]")!))
+  }
+
   @Test func aTokenizerWithoutMaskIsRefused() {
     expectRefusal("the tokenizer has no [MASK] token, which masked-LM training needs") {
       _ = try MaskingRule(tokenizer: CharTokenizer(corpus: "abc"))
@@ -343,26 +364,16 @@ func binomialBounds(_ expected: Double, _ n: Int) -> ClosedRange<Double> {
   }
 }
 
-/// `stage5 mlm` and `stage5 fill` as a user runs them.
-@Suite struct MaskedLMCommandLineTests {
-  let directory = temporaryDirectory("mlm-cli")
-
-  func run(_ arguments: [String]) throws -> ToolRun { try runTool(CommandLineTests.executable, arguments) }
-
+/// `stage5 mlm` and `stage5 fill` as a user runs them (with CommandLineTests' folder, `run` and `expectRefusal`).
+extension CommandLineTests {
   /// A tiny run on the first 30,000 characters.
-  var tiny: [String] {
+  var tinyMLM: [String] {
     let corpus = writeCorpus(String(shakespeareText.prefix(30_000)), in: directory)
     return [
       "mlm", "--corpus", corpus, "--data-dir", directory + "/data", "--plot-dir", directory, "--layers", "1",
       "--heads", "2", "--width", "16", "--context", "32", "--batch-size", "4", "--steps", "20", "--eval-every", "10",
       "--eval-batches", "2", "--duplication", "1",
     ]
-  }
-
-  func expectRefusal(_ result: ToolRun, _ message: String, sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(result.status != 0, sourceLocation: sourceLocation)
-    #expect(result.errorOutput == "stage5: error: " + message + "\n", sourceLocation: sourceLocation)
-    #expect(!result.output.contains("step "), sourceLocation: sourceLocation)
   }
 
   @Test(arguments: [
@@ -377,15 +388,19 @@ func binomialBounds(_ expected: Double, _ n: Int) -> ClosedRange<Double> {
     (["mlm", "--data-dir", ""], "--data-dir is an empty path"),
     (["fill", "--checkpoint", "x"], "Missing expected argument '--text <text>'"),
     (["fill", "--checkpoint", "x", "--text", "a", "--top", "0"], "--top must be a whole number from 1 to 1000, got 0"),
+    (
+      ["mlm", "--lr", "0.00005"],
+      "--min-lr 0.0001 is above --lr 5e-05: the cosine would end higher than it starts (give a --min-lr of at most 5e-05)"
+    ),
   ])
-  func badOptionsAreRefusedByName(_ arguments: [String], _ message: String) throws {
+  func badMaskedLMOptionsAreRefusedByName(_ arguments: [String], _ message: String) throws {
     expectRefusal(try run(arguments), message)
   }
 
   /// A whole run: the held-out report against its baselines, a checkpoint that `fill` reads, and fill's refusals.
   @Test func aRunReportsAndItsCheckpointFillsMasks() throws {
     let checkpoint = directory + "/bert.safetensors"
-    let result = try run(tiny + ["--checkpoint", checkpoint])
+    let result = try run(tinyMLM + ["--checkpoint", checkpoint])
     #expect(result.status == 0, "\(result.errorOutput)")
     #expect(result.output.contains("step 20/20"))
     #expect(result.output.contains("held out: masked-token accuracy "))
@@ -393,6 +408,8 @@ func binomialBounds(_ expected: Double, _ n: Int) -> ClosedRange<Double> {
     #expect(result.output.contains("held out: NSP accuracy "))
     #expect(result.output.contains("(chance: 50%)"))
     #expect(FileManager.default.fileExists(atPath: directory + "/mlm.csv"))
+    let all = try run(["fill", "--checkpoint", checkpoint, "--text", "[MASK]", "--top", "1000"])
+    for special in ["[PAD]", "[CLS]", "[SEP]", "'[MASK]'"] { #expect(!all.output.contains(special), "\(special)") }
     let fill = try run(["fill", "--checkpoint", checkpoint, "--text", "To be, or not to [MASK]e", "--top", "3"])
     #expect(fill.status == 0, "\(fill.errorOutput)")
     let lines = fill.output.split(separator: "\n")
@@ -422,7 +439,7 @@ func binomialBounds(_ expected: Double, _ n: Int) -> ClosedRange<Double> {
 
   /// NSP needs two documents: a corpus without blank lines is refused, and runs with --nsp off.
   @Test func aCorpusOfOneSpeechNeedsNSPOff() throws {
-    let arguments = Array(tiny.dropFirst(3)) + ["--steps", "2"]  // tiny writes corpus.txt: this one is another
+    let arguments = Array(tinyMLM.dropFirst(3)) + ["--steps", "2"]  // tinyMLM writes corpus.txt: this one is another
     let text = String(repeating: "To be or not to be, that is the question.\n", count: 300)
     let corpus = writeCorpus(text, name: "one-speech.txt", in: directory)
     expectRefusal(

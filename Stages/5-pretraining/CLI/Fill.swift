@@ -7,7 +7,9 @@ struct FillCommand: ResumableCommand {
   static let configuration = CommandConfiguration(
     commandName: "fill", abstract: "Guess the tokens behind each [MASK] in a text, with a masked-LM checkpoint.",
     discussion: """
-      The text is read as [CLS] TEXT [SEP]; a [SEP] inside it starts the second segment, as in pretraining.
+      The text is read as [CLS] TEXT [SEP]; a [SEP] inside it starts the second segment, as in pretraining. The \
+      guesses are ordinary tokens (a special token is never a masked-LM target); a BPE token that is part of a \
+      character's UTF-8 bytes is shown as its bytes (\\xe2).
       """)
 
   @Option(help: "The checkpoint `stage5 mlm --checkpoint` wrote.") var checkpoint: String
@@ -50,14 +52,26 @@ struct FillCommand: ResumableCommand {
       model.maskedLMLogits(model.encode(ids, segments: segments), at: masked).softmax(axis: 1)
     }
     let vocabulary = tokenizer.vocabularySize
+    // A special token is never a masked-LM target: the head's probability for one is noise, not a guess.
+    let specials = Set(tokenizer.specialTokens.map(\.id))
+    let candidates = (0..<vocabulary).filter { !specials.contains($0) }
     var filled = ids
     for (k, position) in masked.enumerated() {
       let row = Array(probabilities.storage[(k * vocabulary)..<((k + 1) * vocabulary)])
-      let best = row.indices.sorted { row[$0] > row[$1] }.prefix(top)
+      let best = candidates.sorted { row[$0] > row[$1] }.prefix(top)
       filled[position] = best.first!
-      let guesses = best.map { String(format: "%@ %.1f%%", visible(tokenizer.decode([$0])), 100 * row[$0]) }
+      let guesses = best.map { String(format: "%@ %.1f%%", visible(tokenizer, $0), 100 * row[$0]) }
       print("[MASK] \(k + 1) of \(masked.count): " + guesses.joined(separator: ", "))
     }
     print("filled: " + tokenizer.decode(Array(filled.dropFirst().dropLast())))
   }
+}
+
+/// Token `id` as a reader can see it: `visible` of its text, or of its bytes written out as \xNN when they are
+/// not whole UTF-8 characters (a byte-level BPE token may hold part of one, which would print as U+FFFD).
+func visible(_ tokenizer: any Tokenizer, _ id: Int) -> String {
+  if let bpe = tokenizer as? BPETokenizer, String(validating: bpe.tokenBytes[id], as: UTF8.self) == nil {
+    return "'" + bpe.tokenBytes[id].map { "\\x" + String($0, radix: 16) }.joined() + "'"
+  }
+  return visible(tokenizer.decode([id]))
 }

@@ -77,8 +77,7 @@ struct MaskedLMCommand: ResumableCommand {
     try Check.count(batchSize, "--batch-size", in: 1...100_000)
     try Check.count(accumulation, "--accumulation", in: 1...100_000)
     try Check.count(steps, "--steps", in: 1...10_000_000)
-    try Check.number(lr, "--lr", in: .positive)
-    try Check.number(minLr, "--min-lr", in: Bounds(0, lr))
+    try checkSchedule(lr: lr, minLr: minLr)
     try Check.count(warmup, "--warmup", in: 0...10_000_000)
     try Check.count(evalEvery, "--eval-every", in: 1...10_000_000)
     try Check.count(evalBatches, "--eval-batches", in: 1...100_000)
@@ -149,23 +148,9 @@ struct MaskedLMCommand: ResumableCommand {
     closeProgressLine()
     let trainer = try MaskedLMTrainer(config, tokenizer: data.tokenizer, train: data.train, val: data.val)
     trainer.corpusHash = text.hash
-    var planned = steps
-    if let saved {
-      planned = try saved.options().first { $0.flag == "--steps" }.flatMap { Int($0.value) } ?? steps
-      try trainer.restore(from: saved)
-      guard trainer.step < steps else {
-        throw UserError(
-          "'\(resume ?? "")' is at step \(trainer.step) already: --steps \(steps) leaves nothing to train (ask for more)"
-        )
-      }
-    }
+    let resumed = try restore(trainer, from: saved, steps: steps)
     printHeader(trainer, data: data, reused: reused)
-    if let resume { print("resumed from \(resume) after step \(trainer.step)") }
-    if planned != steps {
-      print(
-        "note: the cosine schedule is re-derived for \(steps) steps (the checkpoint's run planned \(planned)): "
-          + "this is not the run --steps \(steps) makes from the start")
-    }
+    for line in resumed { print(line) }
     let firstStep = trainer.step
     let (savedAt, last) = try trainLoop(trainer)
     try report(trainer, last: last, seconds: clock.seconds, trainedSteps: trainer.step - firstStep, savedAt: savedAt)
@@ -230,11 +215,11 @@ struct MaskedLMCommand: ResumableCommand {
   )
     throws
   {
-    let guess = trainer.tokenizer.decode([trainer.mostFrequent])
+    let guess = visible(trainer.tokenizer, trainer.mostFrequent)
     print(
       String(
         format: "held out: masked-token accuracy %.1f%% over %d masked positions (always guessing %@: %.1f%%), "
-          + "MLM loss %.4f nats", 100 * last.mlmAccuracy, last.predictions, visible(guess), 100 * last.baselineAccuracy,
+          + "MLM loss %.4f nats", 100 * last.mlmAccuracy, last.predictions, guess, 100 * last.baselineAccuracy,
         last.mlmLoss))
     if nsp == .on {
       print(

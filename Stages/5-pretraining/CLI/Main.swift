@@ -72,6 +72,18 @@ func checkModelOptions(layers: Int, heads: Int, width: Int) throws {
   }
 }
 
+/// --lr and --min-lr of a warmup-and-cosine schedule: a peak above 0, and an end between 0 and the peak. An end
+/// above the peak is named as that (it may be the default --min-lr against a small --lr the user gave).
+func checkSchedule(lr: Double, minLr: Double) throws {
+  try Check.number(lr, "--lr", in: .positive)
+  if minLr.isFinite && minLr > lr {
+    throw UserError(
+      "--min-lr \(minLr) is above --lr \(lr): the cosine would end higher than it starts (give a --min-lr of at "
+        + "most \(lr))")
+  }
+  try Check.number(minLr, "--min-lr", in: Bounds(0, lr))
+}
+
 // MARK: - graph
 
 struct GraphCommand: ParsableCommand {

@@ -42,6 +42,26 @@ extension ResumableCommand {
     return merged
   }
 
+  /// Restores `trainer` from `saved`, the checkpoint --resume names (nothing without one), and returns the lines to
+  /// print after the run's header: where it resumed, and a note when --steps is not the length the checkpoint's run
+  /// planned (the cosine schedule is then re-derived). A checkpoint at --steps already is refused.
+  func restore(_ trainer: some CheckpointedRun, from saved: CheckpointReader?, steps: Int) throws -> [String] {
+    guard let saved else { return [] }
+    let planned = try saved.options().first { $0.flag == "--steps" }.flatMap { Int($0.value) } ?? steps
+    try trainer.restore(from: saved)
+    guard trainer.step < steps else {
+      throw UserError(
+        "'\(saved.source)' is at step \(trainer.step) already: --steps \(steps) leaves nothing to train (ask for more)")
+    }
+    var lines = ["resumed from \(saved.source) after step \(trainer.step)"]
+    if planned != steps {
+      lines.append(
+        "note: the cosine schedule is re-derived for \(steps) steps (the checkpoint's run planned \(planned)): "
+          + "this is not the run --steps \(steps) makes from the start")
+    }
+    return lines
+  }
+
   /// A recorded option as one command-line word: "--flag=value" (one word: a value may start with "--"), and an
   /// on/off flag as itself or its "--no-" form (a flag takes no value).
   static func argument(_ option: (flag: String, value: String)) -> String {

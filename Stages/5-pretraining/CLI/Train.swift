@@ -65,8 +65,7 @@ struct TrainCommand: ResumableCommand {
     try Check.count(batchSize, "--batch-size", in: 1...100_000)
     try Check.count(accumulation, "--accumulation", in: 1...100_000)
     try Check.count(steps, "--steps", in: 1...10_000_000)
-    try Check.number(lr, "--lr", in: .positive)
-    try Check.number(minLr, "--min-lr", in: Bounds(0, lr))
+    try checkSchedule(lr: lr, minLr: minLr)
     try Check.count(warmup, "--warmup", in: 0...10_000_000)
     try Check.count(evalEvery, "--eval-every", in: 1...10_000_000)
     try Check.count(evalBatches, "--eval-batches", in: 1...100_000)
@@ -136,23 +135,9 @@ struct TrainCommand: ResumableCommand {
     }
     let trainer = Trainer(config, tokenizer: data.tokenizer, train: data.train, val: data.val)
     trainer.corpusHash = text.hash
-    var planned = steps
-    if let saved {
-      planned = try saved.options().first { $0.flag == "--steps" }.flatMap { Int($0.value) } ?? steps
-      try trainer.restore(from: saved)
-      guard trainer.step < steps else {
-        throw UserError(
-          "'\(resume ?? "")' is at step \(trainer.step) already: --steps \(steps) leaves nothing to train (ask for more)"
-        )
-      }
-    }
+    let resumed = try restore(trainer, from: saved, steps: steps)
     printHeader(trainer, data: data, reused: reused)
-    if let resume { print("resumed from \(resume) after step \(trainer.step)") }
-    if planned != steps {
-      print(
-        "note: the cosine schedule is re-derived for \(steps) steps (the checkpoint's run planned \(planned)): "
-          + "this is not the run --steps \(steps) makes from the start")
-    }
+    for line in resumed { print(line) }
     let firstStep = trainer.step
     let savedAt = try trainLoop(trainer)
     try report(trainer, data: data, seconds: clock.seconds, trainedSteps: trainer.step - firstStep, savedAt: savedAt)

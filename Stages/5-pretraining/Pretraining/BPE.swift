@@ -143,12 +143,16 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
 
   // MARK: - Encoding
 
-  public func encode(_ text: String) -> [Int] {
+  public func encode(_ text: String) -> [Int] { encode(text, specials: true) }
+
+  public func encodeOrdinary(_ text: String) -> [Int] { encode(text, specials: false) }
+
+  private func encode(_ text: String, specials: Bool) -> [Int] {
     var ids: [Int] = []
     ids.reserveCapacity(text.utf8.count / 3)
     let cache = cacheLock.try() ? self.cache : EncodingCache()
     defer { if cache === self.cache { cacheLock.unlock() } }
-    withWords(of: text, special: { ids.append($0) }) { base, range in
+    withWords(of: text, specials: specials, special: { ids.append($0) }) { base, range in
       let word = base + range.lowerBound
       let (index, inserted) = cache.words.index(of: word, count: range.count)
       if inserted { cache.store(mergeWord(word, count: range.count)) }
@@ -159,9 +163,9 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
   }
 
   /// Calls `body` with each pre-split word of `text` (a byte range of the buffer at `base`), and `special` with
-  /// the id of each special token found in it, in order.
+  /// the id of each special token found in it, in order (unless `specials` is false: then their spellings are text).
   func withWords(
-    of text: String, special: (Int) -> Void = { _ in },
+    of text: String, specials: Bool = true, special: (Int) -> Void = { _ in },
     _ body: (_ base: UnsafePointer<UInt8>, _ range: Range<Int>) -> Void
   ) {
     var text = text
@@ -171,7 +175,7 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
       var start = 0
       var i = 0
       while i < buffer.count {
-        let candidates = specialsByFirstByte[Int(buffer[i])]
+        let candidates = specials ? specialsByFirstByte[Int(buffer[i])] : []
         guard !candidates.isEmpty,
           let match = candidates.first(where: {
             i + $0.bytes.count <= buffer.count && buffer[i...].starts(with: $0.bytes)

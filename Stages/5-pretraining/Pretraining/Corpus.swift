@@ -201,7 +201,8 @@ public final class TokenizedCorpus {
       [directory + "/tokenizer.json"]
       + parts.flatMap { [directory + "/\($0.split).bin", TokenFileInfo.path(for: directory + "/\($0.split).bin")] }
     for file in files { try refuseOverwriting(file, as: writer) }
-    let encoded = try parts.map { (split: $0.split, text: $0.text, ids: try tokenizer.encode($0.text)) }
+    // Plain text: a "[MASK]" in the corpus is characters, not the control token.
+    let encoded = try parts.map { (split: $0.split, text: $0.text, ids: try tokenizer.encodeOrdinary($0.text)) }
     try writeAtomically(try tokenizer.fileContents(), to: directory + "/tokenizer.json", as: writer)
     for (split, text, ids) in encoded {
       let info = TokenFileInfo(

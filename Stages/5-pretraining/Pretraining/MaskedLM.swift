@@ -247,7 +247,8 @@ public final class MaskedLMTrainer {
       }
       guard !made.isEmpty else {
         throw UserError(
-          "the \(name) split makes no \(config.nsp ? "sentence pairs" : "inputs") (every document is a single line?)")
+          "the \(name) split makes no \(config.nsp ? "sentence pairs" : "inputs"): it holds \(split.count) tokens in "
+            + "\(documents.documents.count) document(s)\(config.nsp ? "; a pair needs a speech of two lines" : "")")
       }
       pairs.append(made)
     }

@@ -61,7 +61,7 @@ public struct MaskingRule: Sendable {
   /// Masks `tokens` in place and returns the chosen positions with their original ids, by position. The number
   /// chosen is rate x the candidates (every non-special token), rounded, at least 1 and at most maxPredictions;
   /// the candidates (or whole words of them) are taken in a random order until that number is reached, skipping a
-  /// word that would go past it, as BERT does.
+  /// word that would go past it, as BERT does. Then each is replaced, in the order taken.
   public func apply(to tokens: inout [Int], rng: inout SeededRNG) -> [(position: Int, label: Int)] {
     var groups: [[Int]] = []
     for (position, id) in tokens.enumerated() where !specials.contains(id) {
@@ -76,11 +76,19 @@ public struct MaskingRule: Sendable {
     let wanted = min(maxPredictions, max(1, Int((Double(candidates) * rate).rounded())))
     for i in stride(from: groups.count - 1, to: 0, by: -1) { groups.swapAt(i, rng.index(below: i + 1)) }
     var chosen: [(position: Int, label: Int)] = []
-    for group in groups {
-      if chosen.count >= wanted { break }
-      if chosen.count + group.count > wanted { continue }
+    var taken = groups.filter { group in
+      guard chosen.count < wanted && chosen.count + group.count <= wanted else { return false }
+      chosen += group.map { ($0, tokens[$0]) }
+      return true
+    }
+    // Every word longer than the number wanted (whole words, short inputs): the first word, cut to that number,
+    // so that no input goes without a prediction (BERT would leave it with none, and its loss with nothing to mean).
+    if chosen.isEmpty {
+      taken = [Array(groups[0].prefix(wanted))]
+      chosen = taken[0].map { ($0, tokens[$0]) }
+    }
+    for group in taken {
       for position in group {
-        chosen.append((position, tokens[position]))
         if rng.unit() < 0.8 {
           tokens[position] = maskID
         } else if rng.unit() >= 0.5 {  // else: kept as it is

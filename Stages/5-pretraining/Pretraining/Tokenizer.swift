@@ -19,6 +19,10 @@ public protocol Tokenizer: AnyObject {
   /// The ids of `text`. A tokenizer that cannot represent some text (a character-level one meeting a character it
   /// has never seen) throws a `UserError` naming the character and its position.
   func encode(_ text: String) throws -> [Int]
+  /// The ids of `text` read as plain text: a special token's spelling in it is encoded as the characters or bytes it
+  /// is made of (tiktoken's encode_ordinary). Training data is encoded this way, so that a corpus that happens to
+  /// contain "[MASK]" or "<|endoftext|>" does not put control tokens where the text has none.
+  func encodeOrdinary(_ text: String) throws -> [Int]
   /// The text of `ids` (each in 0..<vocabularySize).
   func decode(_ ids: [Int]) -> String
   /// The tokenizer as a file (JSON): `loadTokenizer` reads it back.
@@ -69,7 +73,11 @@ public final class CharTokenizer: Tokenizer {
 
   public var vocabularySize: Int { characters.count + specialTokens.count }
 
-  public func encode(_ text: String) throws -> [Int] {
+  public func encode(_ text: String) throws -> [Int] { try encode(text, specials: specialTokens) }
+
+  public func encodeOrdinary(_ text: String) throws -> [Int] { try encode(text, specials: []) }
+
+  private func encode(_ text: String, specials: [(token: String, id: Int)]) throws -> [Int] {
     var result: [Int] = []
     result.reserveCapacity(text.utf8.count)
     let scalars = text.unicodeScalars
@@ -77,7 +85,7 @@ public final class CharTokenizer: Tokenizer {
     var position = 0
     outer: while index < scalars.endIndex {
       position += 1
-      for (token, id) in specialTokens where scalars[index...].starts(with: token.unicodeScalars) {
+      for (token, id) in specials where scalars[index...].starts(with: token.unicodeScalars) {
         result.append(id)
         index = scalars.index(index, offsetBy: token.unicodeScalars.count)
         position += token.unicodeScalars.count - 1  // a position counts characters, as the user does
