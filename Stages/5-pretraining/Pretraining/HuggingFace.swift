@@ -1,0 +1,248 @@
+import Foundation
+import Support
+
+/// Hugging Face's checkpoints, read into this stage's models: a folder as `save_pretrained` writes it, config.json
+/// (the model's shape) and model.safetensors (its tensors by name; a large model splits them into shards listed in
+/// model.safetensors.index.json). The names and layouts are transformers', so each model needs a map from its
+/// parameter names to ours, and two layouts differ: GPT-2 stores its projections as Conv1D, [in, out], where a
+/// Linear (ours, and PyTorch's) is [out, in]; BERT keeps query, key and value as three Linears where our attention
+/// has one packed [3C, C].
+
+// MARK: - The folder
+
+/// A checkpoint folder: its config and its tensors, with messages that name the file and the field.
+public struct HuggingFaceFolder {
+  public let directory: String
+  public let config: [String: Any]
+  public let tensors: [String: SafeTensor]
+
+  public init(_ directory: String) throws {
+    let configPath = directory + "/config.json"
+    guard FileManager.default.fileExists(atPath: configPath) else {
+      throw UserError("'\(directory)' holds no config.json: it is not a Hugging Face checkpoint folder")
+    }
+    guard let config = try JSONSerialization.jsonObject(with: readInputFile(configPath)) as? [String: Any] else {
+      throw UserError("'\(configPath)' is not a JSON object")
+    }
+    self.directory = directory
+    self.config = config
+    var tensors: [String: SafeTensor] = [:]
+    let index = directory + "/model.safetensors.index.json"
+    if FileManager.default.fileExists(atPath: index) {
+      // A sharded checkpoint: "weight_map" says which file holds each tensor.
+      guard let object = try JSONSerialization.jsonObject(with: readInputFile(index)) as? [String: Any],
+        let map = object["weight_map"] as? [String: String]
+      else { throw UserError("'\(index)' has no \"weight_map\" of tensor names to files") }
+      for file in Set(map.values).sorted() {
+        guard !file.contains("/") else { throw UserError("'\(index)' names a shard outside the folder: '\(file)'") }
+        tensors.merge(try readSafetensors(directory + "/" + file).tensors) { first, _ in first }
+      }
+      if let missing = map.keys.sorted().first(where: { tensors[$0] == nil }) {
+        throw UserError("'\(index)' lists '\(missing)', which its shard does not hold")
+      }
+    } else {
+      tensors = try readSafetensors(directory + "/model.safetensors").tensors
+    }
+    self.tensors = tensors
+  }
+
+  /// A whole number of the config.
+  func integer(_ key: String) throws -> Int {
+    guard let value = config[key] as? NSNumber, let int = Int(exactly: value.doubleValue), int > 0 else {
+      throw UserError("'\(directory)/config.json': \"\(key)\" is missing or not a whole number above 0")
+    }
+    return int
+  }
+
+  /// A number of the config, or `fallback` when the config leaves it out.
+  func number(_ key: String, default fallback: Double) throws -> Double {
+    guard let value = config[key] else { return fallback }
+    guard let number = value as? NSNumber, number.doubleValue.isFinite else {
+      throw UserError("'\(directory)/config.json': \"\(key)\" is not a number")
+    }
+    return number.doubleValue
+  }
+
+  /// A text of the config ("" when missing).
+  func text(_ key: String) -> String { config[key] as? String ?? "" }
+
+  /// Refuses a config whose `key` is present and not one of `accepted` (JSON null counts as absent).
+  func require(_ key: String, in accepted: [String], because reason: String) throws {
+    guard let value = config[key], !(value is NSNull) else { return }
+    let text = value as? String ?? "\(value)"
+    guard accepted.contains(text) else {
+      throw UserError("'\(directory)/config.json': \"\(key)\" is \(text); \(reason)")
+    }
+  }
+
+  /// The model type the config names, which must be `expected`.
+  func requireModelType(_ expected: String) throws {
+    let type = text("model_type")
+    guard type == expected else {
+      throw UserError(
+        "'\(directory)/config.json': \"model_type\" is '\(type)', not '\(expected)' (this loader reads \(expected))")
+    }
+  }
+
+  /// The values of tensor `name` (tried with each prefix in turn), which must have `shape`.
+  func floats(_ name: String, shape: [Int], prefixes: [String]) throws -> [Float] {
+    guard let (key, tensor) = prefixes.lazy.compactMap({ p in self.tensors[p + name].map { (p + name, $0) } }).first
+    else { throw UserError("'\(directory)': the checkpoint has no tensor '\(prefixes[0] + name)'") }
+    guard tensor.shape == shape else {
+      throw UserError("'\(directory)': tensor '\(key)' has shape \(tensor.shape), not \(shape) as config.json says")
+    }
+    guard let values = tensor.floats else {
+      throw UserError("'\(directory)': tensor '\(key)' is \(tensor.dtype.rawValue); this loader reads F32")
+    }
+    return values
+  }
+}
+
+/// The transpose of a row-major [rows, columns] matrix.
+func transposed(_ values: [Float], rows: Int, columns: Int) -> [Float] {
+  var result = [Float](repeating: 0, count: values.count)
+  for r in 0..<rows { for c in 0..<columns { result[c * rows + r] = values[r * columns + c] } }
+  return result
+}
+
+/// A parameter source of zeros: the loaders build a model's shape, then fill it.
+func zeroParameters<Scalar: TensorScalar>() -> ParameterSource<Scalar> {
+  { _, shape, _ in Tensor.zeros(shape, requiresGrad: true) }
+}
+
+// MARK: - GPT-2
+
+extension GPT where Scalar == Float {
+  /// A GPT2LMHeadModel folder as this stage's GPT: the config's shape (learned positions, biases, the tied head),
+  /// GELU in the form "activation_function" names, LayerNorm eps from the config, and every tensor checked for
+  /// its shape. A config this GPT cannot represent is refused by the field that says so.
+  public static func huggingFace(_ directory: String) throws -> GPT<Float> {
+    let folder = try HuggingFaceFolder(directory)
+    try folder.requireModelType("gpt2")
+    let forms = ["gelu_new": GELUForm.tanh, "gelu_pytorch_tanh": .tanh, "gelu": .erf]
+    let activation = folder.text("activation_function").isEmpty ? "gelu_new" : folder.text("activation_function")
+    guard let form = forms[activation] else {
+      throw UserError(
+        "'\(directory)/config.json': \"activation_function\" is \(activation); this GPT has gelu_new and gelu")
+    }
+    try folder.require("tie_word_embeddings", in: ["1", "true"], because: "this GPT's head is its token embedding")
+    try folder.require(
+      "scale_attn_weights", in: ["1", "true"], because: "this GPT scales scores by 1/sqrt(head width)")
+    try folder.require(
+      "scale_attn_by_inverse_layer_idx", in: ["0", "false"], because: "this GPT scales every layer's scores alike")
+    try folder.require("add_cross_attention", in: ["0", "false"], because: "this GPT has no cross-attention")
+    var config = GPTConfig(
+      vocabulary: try folder.integer("vocab_size"), context: try folder.integer("n_positions"),
+      layers: try folder.integer("n_layer"), heads: try folder.integer("n_head"), width: try folder.integer("n_embd"))
+    if let inner = folder.config["n_inner"] as? NSNumber, inner.intValue != 4 * config.width {
+      throw UserError("'\(directory)/config.json': \"n_inner\" is \(inner); this GPT's MLP is 4 x n_embd wide")
+    }
+    guard config.width % config.heads == 0 else {
+      throw UserError("'\(directory)/config.json': \"n_embd\" \(config.width) is not a multiple of \"n_head\"")
+    }
+    config.activation = form
+    config.layerNormEps = try folder.number("layer_norm_epsilon", default: 1e-5)
+    let model = GPT<Float>(config, random: RandomSource(seed: 0), source: zeroParameters())
+    let prefixes = ["transformer.", ""]  // the hub's original gpt2 files have no "transformer."
+    for (name, p) in model.namedParameters() {
+      let (key, conv) = gpt2Name(name)
+      // Conv1D holds [in, out]: ours is its transpose.
+      let stored = conv ? [p.shape[1], p.shape[0]] : p.shape
+      let values = try folder.floats(key, shape: stored, prefixes: prefixes)
+      p.storage = conv ? transposed(values, rows: stored[0], columns: stored[1]) : values
+    }
+    return model
+  }
+
+  /// Transformers' name of our parameter `name`, and whether it is a Conv1D weight (stored transposed).
+  static func gpt2Name(_ name: String) -> (String, Bool) {
+    let parts = name.split(separator: ".").map(String.init)
+    let field = parts.last == "gamma" || parts.last == "weight" ? "weight" : "bias"
+    switch parts[0] {
+    case "tokenEmbedding": return ("wte.weight", false)
+    case "positionEmbedding": return ("wpe.weight", false)
+    case "finalNorm": return ("ln_f." + field, false)
+    default:
+      let layer = "h.\(parts[1])."
+      let module =
+        [
+          "norm1": "ln_1", "norm2": "ln_2", "attention.qkv": "attn.c_attn", "attention.projection": "attn.c_proj",
+          "expand": "mlp.c_fc", "contract": "mlp.c_proj",
+        ][parts[2..<(parts.count - 1)].joined(separator: ".")]!
+      return (layer + module + "." + field, field == "weight" && !module.hasPrefix("ln"))
+    }
+  }
+}
+
+// MARK: - BERT
+
+extension BERT where Scalar == Float {
+  /// A BertForPreTraining folder as this stage's BERT (post-LN, the GELU "hidden_act" names, eps from the config):
+  /// query, key and value are packed into our one [3C, C] projection; the MLM decoder is the word embedding (tied).
+  public static func huggingFace(_ directory: String) throws -> BERT<Float> {
+    let folder = try HuggingFaceFolder(directory)
+    try folder.requireModelType("bert")
+    let forms = ["gelu": GELUForm.erf, "gelu_new": .tanh, "gelu_pytorch_tanh": .tanh]
+    let activation = folder.text("hidden_act")
+    guard let form = forms[activation] else {
+      throw UserError("'\(directory)/config.json': \"hidden_act\" is \(activation); this BERT has gelu and gelu_new")
+    }
+    try folder.require(
+      "position_embedding_type", in: ["absolute"], because: "this BERT has learned absolute positions")
+    try folder.require("tie_word_embeddings", in: ["1", "true"], because: "this BERT's decoder is its word embedding")
+    try folder.require("is_decoder", in: ["0", "false"], because: "this BERT is an encoder")
+    var config = BERTConfig(
+      vocabulary: try folder.integer("vocab_size"), context: try folder.integer("max_position_embeddings"),
+      layers: try folder.integer("num_hidden_layers"), heads: try folder.integer("num_attention_heads"),
+      width: try folder.integer("hidden_size"))
+    guard try folder.integer("intermediate_size") == 4 * config.width else {
+      throw UserError("'\(directory)/config.json': \"intermediate_size\" is not 4 x hidden_size, as this BERT's MLP is")
+    }
+    guard config.width % config.heads == 0 else {
+      throw UserError(
+        "'\(directory)/config.json': \"hidden_size\" \(config.width) is not a multiple of \"num_attention_heads\"")
+    }
+    config.segments = try folder.integer("type_vocab_size")
+    config.activation = form
+    config.layerNormEps = try folder.number("layer_norm_eps", default: 1e-12)
+    let model = BERT<Float>(config, random: RandomSource(seed: 0), source: zeroParameters())
+    let c = config.width
+    for (name, p) in model.namedParameters() {
+      let parts = name.split(separator: ".").map(String.init)
+      if parts.count > 2 && parts[2] == "attention" && parts[3] == "qkv" {
+        // Our packed projection: the rows of query, then key, then value (or their biases).
+        let layer = "bert.encoder.layer.\(parts[1]).attention.self."
+        let shape = parts[4] == "weight" ? [c, c] : [c]
+        p.storage = try ["query", "key", "value"].flatMap {
+          try folder.floats(layer + $0 + "." + parts[4], shape: shape, prefixes: [""])
+        }
+      } else {
+        p.storage = try folder.floats(bertName(parts), shape: p.shape, prefixes: [""])
+      }
+    }
+    return model
+  }
+
+  /// Transformers' name of our parameter (split at its dots).
+  static func bertName(_ parts: [String]) -> String {
+    let field = parts.last == "gamma" || parts.last == "weight" ? "weight" : "bias"
+    switch parts[0] {
+    case "tokenEmbedding": return "bert.embeddings.word_embeddings.weight"
+    case "positionEmbedding": return "bert.embeddings.position_embeddings.weight"
+    case "segmentEmbedding": return "bert.embeddings.token_type_embeddings.weight"
+    case "embeddingNorm": return "bert.embeddings.LayerNorm." + field
+    case "transform": return "cls.predictions.transform.dense." + field
+    case "transformNorm": return "cls.predictions.transform.LayerNorm." + field
+    case "decoderBias": return "cls.predictions.bias"
+    case "pooler": return "bert.pooler.dense." + field
+    case "classifier": return "cls.seq_relationship." + field
+    default:
+      let module =
+        [
+          "norm1": "attention.output.LayerNorm", "attention.projection": "attention.output.dense",
+          "norm2": "output.LayerNorm", "expand": "intermediate.dense", "contract": "output.dense",
+        ][parts[2..<(parts.count - 1)].joined(separator: ".")] ?? parts.joined(separator: ".")
+      return "bert.encoder.layer.\(parts[1]).\(module).\(field)"
+    }
+  }
+}
