@@ -41,7 +41,18 @@ import Testing
     (["train", "--tokenizer", "word"], "The value 'word' is invalid for '--tokenizer <tokenizer>'"),
     (["train", "--lr", "nan"], "--lr must be a finite number above 0, got nan"),
     (["train", "--corpus", "/nonexistent.txt"], "cannot read '/nonexistent.txt': No such file or directory"),
-    (["sample"], "Missing expected argument '--checkpoint <checkpoint>'"),
+    (["sample"], "give the model: --checkpoint FILE (this stage's) or --hf DIR (a Hugging Face folder)"),
+    (["sample", "--checkpoint", "a", "--hf", "b"], "--checkpoint and --hf name two models; give one"),
+    (
+      ["fill", "--text", "[MASK]"],
+      "give the model: --checkpoint FILE (this stage's) or --hf DIR (a Hugging Face folder)"
+    ),
+    (
+      ["sample", "--hf", "/nonexistent"],
+      "'/nonexistent' holds no config.json: it is not a Hugging Face checkpoint folder"
+    ),
+    (["export", "--checkpoint", "x"], "Missing expected argument '--hf-out <hf-out>'"),
+    (["export", "--checkpoint", "x", "--hf-out", ""], "--hf-out is an empty path"),
     (
       ["sample", "--checkpoint", "/nonexistent.safetensors"],
       "cannot read '/nonexistent.safetensors': No such file or directory"

@@ -140,4 +140,156 @@ import Testing
     let whole = try GPT.huggingFace(fixtures + "/gpt2")
     #expect(sharded.parameters().map(\.storage) == whole.parameters().map(\.storage))
   }
+
+  // MARK: - Saving
+
+  /// A small GPT with biases off (nanoGPT's choice) and a BERT, with random weights.
+  func smallGPT() -> GPT<Float> {
+    var config = GPTConfig(vocabulary: 300, context: 16, layers: 2, heads: 2, width: 16)
+    config.bias = false
+    return GPT(config, seed: 3, random: RandomSource(seed: 0))
+  }
+
+  func smallBERT() -> BERT<Float> {
+    BERT(
+      BERTConfig(vocabulary: 300, context: 16, layers: 2, heads: 2, width: 16), seed: 3, random: RandomSource(seed: 0))
+  }
+
+  /// Saved in transformers' layout and loaded back, each model gives the same logits (a GPT without biases comes
+  /// back with zero biases: the same function).
+  @Test func savedFoldersLoadBackAsTheSameModels() throws {
+    let tokenizer = try BPETokenizer.train(String(shakespeareText.prefix(20_000)), vocabularySize: 300)
+    let gpt = smallGPT()
+    let gptFolder = temporaryDirectory("hf-save-gpt") + "/out"
+    let written = try saveHuggingFace(
+      config: try gpt.huggingFaceConfig(), tensors: try gpt.huggingFaceTensors(), tokenizer: tokenizer, to: gptFolder)
+    #expect(
+      written.map { URL(fileURLWithPath: $0).lastPathComponent } == [
+        "config.json", "model.safetensors", "tokenizer.json",
+      ])
+    let ids = tokenizer.encode("ROMEO:\nBut, soft!")
+    let back = try GPT.huggingFace(gptFolder)
+    #expect(largestDifference(noGrad { back(ids) }.storage, noGrad { gpt(ids) }.storage) == 0)
+    #expect(try huggingFaceTokenizer(gptFolder).encode("ROMEO:\nBut, soft!") == ids)
+    let bert = smallBERT()
+    let bertFolder = temporaryDirectory("hf-save-bert")
+    _ = try saveHuggingFace(
+      config: try bert.huggingFaceConfig(), tensors: try bert.huggingFaceTensors(), tokenizer: nil, to: bertFolder)
+    let bertBack = try BERT.huggingFace(bertFolder)
+    let segments = [Int](repeating: 0, count: ids.count)
+    #expect(bertBack.namedParameters().map(\.tensor.storage) == bert.namedParameters().map(\.tensor.storage))
+    #expect(
+      noGrad { bertBack.encode(ids, segments: segments) }.storage
+        == noGrad { bert.encode(ids, segments: segments) }.storage)
+    expectRefusal("--hf-out '\(bertFolder)' holds a config.json already; choose a new or empty folder") {
+      _ = try saveHuggingFace(
+        config: try bert.huggingFaceConfig(), tensors: try bert.huggingFaceTensors(), tokenizer: nil, to: bertFolder)
+    }
+  }
+
+  /// GPT-2's classic vocab.json + merges.txt give the ids tokenizer.json gives (the fixture's eight texts).
+  @Test func vocabAndMergesReadAsTokenizerJSON() throws {
+    let pair = try BPETokenizer.loadPair(
+      vocab: fixtures + "/tokenizer/vocab.json", merges: fixtures + "/tokenizer/merges.txt")
+    let json = try loadTokenizer(fixtures + "/tokenizer/tokenizer.json")
+    #expect(pair.vocabularySize == json.vocabularySize && pair.specialTokens.map(\.id).sorted() == [0, 1, 2, 3, 4])
+    let object = try JSONSerialization.jsonObject(
+      with: Data(contentsOf: URL(fileURLWithPath: fixtures + "/tokenizer/expected.json")))
+    let cases = (object as! [String: Any])["encodings"] as! [[String: Any]]
+    #expect(cases.count == 8)
+    for item in cases {
+      let text = item["text"] as! String
+      #expect(pair.encode(text) == (item["ids"] as! [Int]), "\(text.prefix(30))")
+    }
+  }
+
+  /// Python 3 with transformers, if this machine has them.
+  static let python: String? = {
+    guard let python = findExecutable("python3"),
+      let check = try? runTool(python, ["-c", "import transformers, torch"]), check.status == 0
+    else { return nil }
+    return python
+  }()
+
+  /// transformers' from_pretrained loads what this stage saves, and computes the same logits (1e-4).
+  @Test(.enabled(if: python != nil, "needs python3 with transformers and torch"))
+  func transformersLoadsWhatWeSave() throws {
+    let ids = [5, 17, 42, 99, 7, 250, 3, 64]
+    let gpt = smallGPT()
+    let bert = smallBERT()
+    let folder = temporaryDirectory("hf-transformers")
+    _ = try saveHuggingFace(
+      config: try gpt.huggingFaceConfig(), tensors: try gpt.huggingFaceTensors(), tokenizer: nil, to: folder + "/gpt")
+    _ = try saveHuggingFace(
+      config: try bert.huggingFaceConfig(), tensors: try bert.huggingFaceTensors(), tokenizer: nil,
+      to: folder + "/bert")
+    let script = """
+      import json, sys, torch
+      from transformers import GPT2LMHeadModel, BertForPreTraining
+      ids = torch.tensor([json.loads(sys.argv[3])])
+      gpt = GPT2LMHeadModel.from_pretrained(sys.argv[1]).eval()
+      bert = BertForPreTraining.from_pretrained(sys.argv[2]).eval()
+      with torch.no_grad():
+          out = bert(input_ids=ids)
+          print(json.dumps([gpt(ids).logits[0].flatten().tolist(), out.prediction_logits[0].flatten().tolist(),
+                            out.seq_relationship_logits[0].tolist()]))
+      """
+    let run = try runTool(
+      Self.python!, ["-c", script, folder + "/gpt", folder + "/bert", "\(ids)"])
+    #expect(run.status == 0, "\(run.errorOutput)")
+    let theirs = try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as! [[Double]]
+    let ours = noGrad { () -> [[Float]] in
+      let hidden = bert.encode(ids, segments: [Int](repeating: 0, count: ids.count))
+      return [
+        gpt(ids).storage, bert.maskedLMLogits(hidden, at: Array(ids.indices)).storage,
+        bert.nextSentenceLogits(hidden).storage,
+      ]
+    }
+    for (a, b) in zip(ours, theirs) { #expect(largestDifference(a, b.map(Float.init)) < 1e-4) }
+  }
+
+  /// `export` writes a trained checkpoint as a folder that `sample --hf` and `fill --hf` read back to the same
+  /// output; a folder without a tokenizer, and an export over an existing one, are refused.
+  @Test func exportThenSampleAndFillFromTheFolder() throws {
+    let directory = temporaryDirectory("hf-cli")
+    let corpus = writeCorpus(String(shakespeareText.prefix(30_000)), in: directory)
+    let common = [
+      "--corpus", corpus, "--tokenizer", "bpe", "--vocab", "300", "--data-dir", directory + "/data", "--plot-dir",
+      directory, "--layers", "1", "--heads", "2", "--width", "16", "--context", "32", "--batch-size", "4", "--steps",
+      "4", "--eval-every", "4", "--eval-batches", "1",
+    ]
+    let executable = CommandLineTests.executable
+    let gpt = try runTool(
+      executable, ["train"] + common + ["--sample-tokens", "0", "--checkpoint", directory + "/g.st"])
+    #expect(gpt.status == 0, "\(gpt.errorOutput)")
+    let bert = try runTool(executable, ["mlm"] + common + ["--duplication", "1", "--checkpoint", directory + "/b.st"])
+    #expect(bert.status == 0, "\(bert.errorOutput)")
+    for (file, folder) in [("g.st", "gpt"), ("b.st", "bert")] {
+      let export = try runTool(
+        executable, ["export", "--checkpoint", directory + "/" + file, "--hf-out", directory + "/" + folder])
+      #expect(export.status == 0 && export.output.hasPrefix("wrote "), "\(export.errorOutput)")
+    }
+    let sample = ["--prompt", "ROMEO:", "--tokens", "12", "--seed", "4"]
+    let fromCheckpoint = try runTool(executable, ["sample", "--checkpoint", directory + "/g.st"] + sample)
+    let fromFolder = try runTool(executable, ["sample", "--hf", directory + "/gpt"] + sample)
+    #expect(fromFolder.status == 0 && fromFolder.output == fromCheckpoint.output, "\(fromFolder.errorOutput)")
+    let fill = ["--text", "To be, or not[MASK]"]
+    let filled = try runTool(executable, ["fill", "--checkpoint", directory + "/b.st"] + fill)
+    let filledFromFolder = try runTool(executable, ["fill", "--hf", directory + "/bert"] + fill)
+    #expect(filledFromFolder.status == 0 && filledFromFolder.output == filled.output, "\(filledFromFolder.errorOutput)")
+    let again = try runTool(
+      executable, ["export", "--checkpoint", directory + "/g.st", "--hf-out", directory + "/gpt"])
+    #expect(
+      again.errorOutput
+        == "stage5: error: --hf-out '\(directory)/gpt' holds a config.json already; choose a new or empty folder\n")
+    let bare = temporaryDirectory("hf-bare")
+    for file in ["config.json", "model.safetensors"] {
+      try FileManager.default.copyItem(atPath: fixtures + "/gpt2/" + file, toPath: bare + "/" + file)
+    }
+    let noTokenizer = try runTool(executable, ["sample", "--hf", bare])
+    #expect(
+      noTokenizer.errorOutput
+        == "stage5: error: '\(bare)' holds no tokenizer.json, nor vocab.json and merges.txt: the text cannot be encoded\n"
+    )
+  }
 }

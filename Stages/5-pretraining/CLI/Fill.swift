@@ -12,24 +12,38 @@ struct FillCommand: ResumableCommand {
       character's UTF-8 bytes is shown as its bytes (\\xe2).
       """)
 
-  @Option(help: "The checkpoint `stage5 mlm --checkpoint` wrote.") var checkpoint: String
+  @Option(help: "The checkpoint `stage5 mlm --checkpoint` wrote.") var checkpoint: String?
+  @Option(help: "Or a Hugging Face BERT folder (config.json, model.safetensors, and a byte-level BPE tokenizer.json).")
+  var hf: String?
   @Option(help: "The text, with [MASK] where a token is to be guessed.") var text: String
   @Option(parsing: .unconditional, help: "Guesses shown per [MASK].") var top = 5
 
   func validate() throws {
+    try checkOneModel(checkpoint: checkpoint, hf: hf)
     try Check.count(top, "--top", in: 1...1_000)
   }
 
   var recordedOptions: [(flag: String, value: String)] { [] }
 
+  /// The encoder and its tokenizer: from this stage's masked-LM checkpoint, or from a Hugging Face folder.
+  func loadModel() throws -> (BERT<Float>, any Tokenizer) {
+    if let hf {
+      let model = try BERT.huggingFace(hf)
+      let tokenizer = try huggingFaceTokenizer(hf)
+      try checkVocabulary(tokenizer, fits: model.config.vocabulary, folder: hf)
+      return (model, tokenizer)
+    }
+    let saved = try CheckpointReader(path: checkpoint!, format: MaskedLMTrainer.checkpointFormat)
+    let config = try MaskedLMCommand.resuming(try saved.options(), source: checkpoint!, arguments: []).config
+    return try MaskedLMTrainer.pretrainedModel(from: saved, config: config)
+  }
+
   func run() throws {
-    let saved = try CheckpointReader(path: checkpoint, format: MaskedLMTrainer.checkpointFormat)
-    let config = try MaskedLMCommand.resuming(try saved.options(), source: checkpoint, arguments: []).config
-    let (model, tokenizer) = try MaskedLMTrainer.pretrainedModel(from: saved, config: config)
+    let (model, tokenizer) = try loadModel()
     guard let mask = tokenizer.specialID("[MASK]"), let cls = tokenizer.specialID("[CLS]"),
       let sep = tokenizer.specialID("[SEP]")
     else {
-      throw UserError("checkpoint '\(checkpoint)': its tokenizer lacks [MASK], [CLS] or [SEP]")
+      throw UserError("'\(checkpoint ?? hf!)': its tokenizer lacks [MASK], [CLS] or [SEP]")
     }
     var ids: [Int]
     do {
@@ -39,10 +53,11 @@ struct FillCommand: ResumableCommand {
     }
     let masked = ids.indices.filter { ids[$0] == mask }
     guard !masked.isEmpty else { throw UserError("--text has no [MASK]: write [MASK] where a token is to be guessed") }
-    guard ids.count <= config.context else {
+    let context = model.config.context
+    guard ids.count <= context else {
       throw UserError(
-        "--text is \(ids.count - 2) tokens; this model reads at most \(config.context - 2) (its context, less [CLS] "
-          + "and [SEP])")
+        "--text is \(ids.count - 2) tokens; this model reads at most \(context - 2) (its context, less [CLS] and [SEP])"
+      )
     }
     // The second segment starts after the first [SEP], as pretraining built its pairs.
     let firstSep = ids.firstIndex(of: sep)!
@@ -74,4 +89,22 @@ func visible(_ tokenizer: any Tokenizer, _ id: Int) -> String {
     return "'" + bpe.tokenBytes[id].map { "\\x" + String($0, radix: 16) }.joined() + "'"
   }
   return visible(tokenizer.decode([id]))
+}
+
+/// --checkpoint or --hf: one model, named once.
+func checkOneModel(checkpoint: String?, hf: String?) throws {
+  guard (checkpoint == nil) != (hf == nil) else {
+    throw UserError(
+      checkpoint == nil
+        ? "give the model: --checkpoint FILE (this stage's) or --hf DIR (a Hugging Face folder)"
+        : "--checkpoint and --hf name two models; give one")
+  }
+}
+
+/// A Hugging Face folder's tokenizer must not make ids its model has no embedding for.
+func checkVocabulary(_ tokenizer: any Tokenizer, fits vocabulary: Int, folder: String) throws {
+  guard tokenizer.vocabularySize <= vocabulary else {
+    throw UserError(
+      "'\(folder)': the tokenizer has \(tokenizer.vocabularySize) ids, the model's vocab_size only \(vocabulary)")
+  }
 }

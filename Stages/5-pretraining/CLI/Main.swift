@@ -7,8 +7,9 @@ import Plotting
 import Support
 
 /// The command line of stage 5: `stage5` pretrains a GPT (the default), `sample` generates from its checkpoint,
-/// `tokenize` trains a BPE and writes token files, `mlm` pretrains a BERT, `fill` guesses its [MASK]s, `graph` draws a
-/// computation graph, `gradcheck` runs the golden gradient checks, `bench` measures speed.
+/// `tokenize` trains a BPE and writes token files, `mlm` pretrains a BERT, `fill` guesses its [MASK]s, `export` writes
+/// a checkpoint as a Hugging Face folder, `graph` draws a computation graph, `gradcheck` runs the golden gradient
+/// checks, `bench` measures speed.
 @main
 struct Stage5Command: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -16,7 +17,7 @@ struct Stage5Command: ParsableCommand {
     abstract: "Stage 5: pretraining. Tokenizers, token files, a GPT and a BERT pretrained on Tiny Shakespeare.",
     subcommands: [
       TrainCommand.self, SampleCommand.self, TokenizeCommand.self, MaskedLMCommand.self, FillCommand.self,
-      GraphCommand.self, GradcheckCommand.self, BenchCommand.self,
+      ExportCommand.self, GraphCommand.self, GradcheckCommand.self, BenchCommand.self,
     ],
     defaultSubcommand: TrainCommand.self)
 

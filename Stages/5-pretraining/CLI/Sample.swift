@@ -8,7 +8,11 @@ struct SampleCommand: ResumableCommand {
   static let configuration = CommandConfiguration(
     commandName: "sample", abstract: "Generate text from a pretrained checkpoint.")
 
-  @Option(help: "The checkpoint `stage5 train --checkpoint` wrote.") var checkpoint: String
+  @Option(help: "The checkpoint `stage5 train --checkpoint` wrote.") var checkpoint: String?
+  @Option(
+    help:
+      "Or a Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer.json or vocab.json and merges.txt).")
+  var hf: String?
   @Option(help: "The text to continue (default: a newline, or the tokenizer's first character if it has none).")
   var prompt: String?
   @Option(parsing: .unconditional, help: "How many tokens to generate.") var tokens = 500
@@ -21,6 +25,7 @@ struct SampleCommand: ResumableCommand {
   @Flag(inversion: .prefixedNo, help: "Decode with the key/value cache.") var kvCache = true
 
   func validate() throws {
+    try checkOneModel(checkpoint: checkpoint, hf: hf)
     try Check.count(tokens, "--tokens", in: 1...1_000_000)
     try Check.number(temperature, "--temperature", in: Bounds(0, 100))
     try Check.count(topK, "--top-k", in: 0...1_000_000)
@@ -31,13 +36,24 @@ struct SampleCommand: ResumableCommand {
     }
   }
 
+  /// The model and its tokenizer: from this stage's checkpoint, or from a Hugging Face folder.
+  func loadModel() throws -> (GPT<Float>, any Tokenizer) {
+    if let hf {
+      let model = try GPT.huggingFace(hf)
+      let tokenizer = try huggingFaceTokenizer(hf)
+      try checkVocabulary(tokenizer, fits: model.config.vocabulary, folder: hf)
+      return (model, tokenizer)
+    }
+    let saved = try CheckpointReader(path: checkpoint!, format: Trainer.checkpointFormat)
+    let config = try TrainCommand.resuming(try saved.options(), source: checkpoint!, arguments: []).config
+    return try Trainer.pretrainedModel(from: saved, config: config)
+  }
+
   /// Sampling records nothing in a checkpoint: the model's options all come from it.
   var recordedOptions: [(flag: String, value: String)] { [] }
 
   func run() throws {
-    let saved = try CheckpointReader(path: checkpoint, format: Trainer.checkpointFormat)
-    let config = try TrainCommand.resuming(try saved.options(), source: checkpoint, arguments: []).config
-    let (model, tokenizer) = try Trainer.pretrainedModel(from: saved, config: config)
+    let (model, tokenizer) = try loadModel()
     var ids = defaultPrompt(tokenizer)
     if let prompt {
       do {

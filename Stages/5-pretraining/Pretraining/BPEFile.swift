@@ -193,6 +193,31 @@ extension BPETokenizer {
   }
 }
 
+extension BPETokenizer {
+  /// GPT-2's classic pair of files: vocab.json (token -> id) and merges.txt (a "#version" line, then "left right"
+  /// per merge, by rank), read with GPT-2's ByteLevel pre-tokenizer and decoder. A vocabulary entry that is neither
+  /// one byte nor the result of a merge (GPT-2's <|endoftext|>) can only have been added: it is a special token.
+  public static func loadPair(vocab: String, merges: String) throws -> BPETokenizer {
+    guard let entries = try JSONSerialization.jsonObject(with: readInputFile(vocab)) as? [String: Any] else {
+      throw UserError("'\(vocab)' is not a JSON object of tokens and their ids")
+    }
+    guard let text = String(data: try readInputFile(merges), encoding: .utf8) else {
+      throw UserError("'\(merges)' is not UTF-8 text")
+    }
+    let lines = text.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.hasPrefix("#version") }
+    // A byte-level token never holds a space (the space byte is "Ġ"), so "left right" joins back unambiguously.
+    let results = Set(lines.map { $0.split(separator: " ").joined() })
+    let added = entries.keys.filter { key in (ByteLevel.bytes(key)?.count ?? 2) > 1 && !results.contains(key) }
+    let object: [String: Any] = [
+      "model": ["type": "BPE", "vocab": entries, "merges": lines] as [String: Any],
+      "pre_tokenizer": ["type": "ByteLevel", "add_prefix_space": false, "use_regex": true] as [String: Any],
+      "decoder": ["type": "ByteLevel"],
+      "added_tokens": added.sorted().map { ["id": entries[$0] as Any, "content": $0] as [String: Any] },
+    ]
+    return try load(object, source: vocab + " and " + merges)
+  }
+}
+
 /// `text` as a JSON string, escaped as serde_json (Hugging Face's writer) escapes it: quotes, backslashes and
 /// control characters only.
 func jsonString(_ text: String) -> String {

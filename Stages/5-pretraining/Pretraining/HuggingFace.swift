@@ -246,3 +246,116 @@ extension BERT where Scalar == Float {
     }
   }
 }
+
+// MARK: - Saving
+
+/// A model saved as `save_pretrained` would: config.json and model.safetensors (and the tokenizer, when it is a
+/// byte-level BPE, as tokenizer.json), into `directory`, which must not hold a config.json or model.safetensors
+/// already. Returns the files written.
+func saveHuggingFace(
+  config: [String: Any], tensors: [String: SafeTensor], tokenizer: (any Tokenizer)?, to directory: String
+) throws -> [String] {
+  try prepareOutputDirectory(directory)
+  for file in ["config.json", "model.safetensors", "tokenizer.json"]
+  where FileManager.default.fileExists(atPath: directory + "/" + file) {
+    throw UserError("--hf-out '\(directory)' holds a \(file) already; choose a new or empty folder")
+  }
+  var written: [String] = []
+  func write(_ data: Data, _ file: String) throws {
+    try writeAtomically(data, to: directory + "/" + file, as: "--hf-out")
+    written.append(directory + "/" + file)
+  }
+  try write(
+    try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]), "config.json")
+  try write(Data(encodeSafetensors(tensors, metadata: ["format": "pt"])), "model.safetensors")
+  if let tokenizer, tokenizer.kind == "bpe" { try write(try tokenizer.fileContents(), "tokenizer.json") }
+  return written
+}
+
+extension GPT where Scalar == Float {
+  /// The config.json of this GPT as GPT2LMHeadModel's. Without biases, GPT-2's biases are saved as zeros (the
+  /// same model); sinusoidal positions have no GPT-2 form and are refused.
+  func huggingFaceConfig() throws -> [String: Any] {
+    guard config.positions == .learned else {
+      throw UserError("GPT-2 has learned positions; this model's are sinusoidal, which transformers' GPT-2 cannot hold")
+    }
+    return [
+      "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": config.vocabulary,
+      "n_positions": config.context, "n_embd": config.width, "n_layer": config.layers, "n_head": config.heads,
+      "activation_function": config.activation == .tanh ? "gelu_new" : "gelu",
+      "layer_norm_epsilon": config.layerNormEps, "tie_word_embeddings": true, "resid_pdrop": config.dropout,
+      "embd_pdrop": config.dropout, "attn_pdrop": config.dropout,
+    ]
+  }
+
+  /// The tensors under transformers' names: Conv1D weights transposed back, absent biases as zeros.
+  func huggingFaceTensors() throws -> [String: SafeTensor] {
+    var tensors: [String: SafeTensor] = [:]
+    for (name, p) in namedParameters() {
+      let (key, conv) = Self.gpt2Name(name)
+      tensors["transformer." + key] = try SafeTensor(
+        conv ? transposed(p.storage, rows: p.shape[0], columns: p.shape[1]) : p.storage,
+        shape: conv ? [p.shape[1], p.shape[0]] : p.shape)
+    }
+    let c = config.width
+    var biases = ["ln_f.bias": c]
+    for layer in 0..<config.layers {
+      for (part, size) in [
+        ("ln_1", c), ("attn.c_attn", 3 * c), ("attn.c_proj", c), ("ln_2", c), ("mlp.c_fc", 4 * c), ("mlp.c_proj", c),
+      ] {
+        biases["h.\(layer).\(part).bias"] = size
+      }
+    }
+    for (key, size) in biases where tensors["transformer." + key] == nil {
+      tensors["transformer." + key] = try SafeTensor([Float](repeating: 0, count: size), shape: [size])
+    }
+    return tensors
+  }
+}
+
+extension BERT where Scalar == Float {
+  /// The config.json of this BERT as BertForPreTraining's; transformers' BERT is post-LN, so a pre-LN one is refused.
+  func huggingFaceConfig() throws -> [String: Any] {
+    guard config.norm == .post else {
+      throw UserError("transformers' BERT is post-LN; this model is pre-LN (--norm pre), which it cannot hold")
+    }
+    return [
+      "model_type": "bert", "architectures": ["BertForPreTraining"], "vocab_size": config.vocabulary,
+      "hidden_size": config.width, "num_hidden_layers": config.layers, "num_attention_heads": config.heads,
+      "intermediate_size": 4 * config.width, "hidden_act": config.activation == .erf ? "gelu" : "gelu_new",
+      "max_position_embeddings": config.context, "type_vocab_size": config.segments,
+      "layer_norm_eps": config.layerNormEps, "hidden_dropout_prob": config.dropout,
+      "attention_probs_dropout_prob": config.dropout, "tie_word_embeddings": true,
+    ]
+  }
+
+  /// The tensors under transformers' names, the packed projection split into query, key and value.
+  func huggingFaceTensors() throws -> [String: SafeTensor] {
+    var tensors: [String: SafeTensor] = [:]
+    let c = config.width
+    for (name, p) in namedParameters() {
+      let parts = name.split(separator: ".").map(String.init)
+      if parts.count > 2 && parts[2] == "attention" && parts[3] == "qkv" {
+        let piece = p.count / 3
+        for (k, part) in ["query", "key", "value"].enumerated() {
+          tensors["bert.encoder.layer.\(parts[1]).attention.self.\(part).\(parts[4])"] = try SafeTensor(
+            Array(p.storage[(k * piece)..<((k + 1) * piece)]), shape: parts[4] == "weight" ? [c, c] : [c])
+        }
+      } else {
+        tensors[Self.bertName(parts)] = try SafeTensor(p.storage, shape: p.shape)
+      }
+    }
+    return tensors
+  }
+}
+
+/// The tokenizer of a Hugging Face folder: tokenizer.json (a byte-level BPE), or GPT-2's vocab.json and merges.txt.
+func huggingFaceTokenizer(_ directory: String) throws -> any Tokenizer {
+  if FileManager.default.fileExists(atPath: directory + "/tokenizer.json") {
+    return try loadTokenizer(directory + "/tokenizer.json")
+  }
+  if FileManager.default.fileExists(atPath: directory + "/vocab.json") {
+    return try BPETokenizer.loadPair(vocab: directory + "/vocab.json", merges: directory + "/merges.txt")
+  }
+  throw UserError("'\(directory)' holds no tokenizer.json, nor vocab.json and merges.txt: the text cannot be encoded")
+}
