@@ -101,10 +101,13 @@ func checkOneModel(checkpoint: String?, hf: String?) throws {
   }
 }
 
-/// A Hugging Face folder's tokenizer must not make ids its model has no embedding for.
+/// A Hugging Face folder's tokenizer and model must have the same ids: a text could otherwise hold an id the model
+/// has no embedding for, or the model pick one the tokenizer cannot decode (a vocab_size padded to a round number,
+/// as nanoGPT's 50304, is refused here rather than sampled from).
 func checkVocabulary(_ tokenizer: any Tokenizer, fits vocabulary: Int, folder: String) throws {
-  guard tokenizer.vocabularySize <= vocabulary else {
+  guard tokenizer.vocabularySize == vocabulary else {
     throw UserError(
-      "'\(folder)': the tokenizer has \(tokenizer.vocabularySize) ids, the model's vocab_size only \(vocabulary)")
+      "'\(folder)': the tokenizer has \(tokenizer.vocabularySize) ids, the model's vocab_size is \(vocabulary); they "
+        + "must be the same")
   }
 }
