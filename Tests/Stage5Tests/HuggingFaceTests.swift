@@ -291,5 +291,12 @@ import Testing
       noTokenizer.errorOutput
         == "stage5: error: '\(bare)' holds no tokenizer.json, nor vocab.json and merges.txt: the text cannot be encoded\n"
     )
+    let small = try BPETokenizer.train(String(shakespeareText.prefix(20_000)), vocabularySize: 300)
+    try small.fileContents().write(to: URL(fileURLWithPath: bare + "/tokenizer.json"))
+    let mismatch = try runTool(executable, ["sample", "--hf", bare])
+    #expect(
+      mismatch.errorOutput
+        == "stage5: error: '\(bare)': the tokenizer has 300 ids, the model's vocab_size is 512; they must be the same\n"
+    )
   }
 }
