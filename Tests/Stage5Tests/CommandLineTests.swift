@@ -49,7 +49,7 @@ import Testing
     ),
     (
       ["sample", "--hf", "/nonexistent"],
-      "'/nonexistent' holds no config.json: it is not a Hugging Face checkpoint folder"
+      "'/nonexistent' does not exist (a Hugging Face checkpoint folder is expected)"
     ),
     (["export", "--checkpoint", "x"], "Missing expected argument '--hf-out <hf-out>'"),
     (["export", "--checkpoint", "x", "--hf-out", ""], "--hf-out is an empty path"),

@@ -118,8 +118,43 @@ import Testing
     }
     let wide = try damagedCopy("bert") { ($0["hidden_size"], $0["intermediate_size"]) = (48, 192) }
     expectRefusal(
-      "'\(wide)': tensor 'bert.embeddings.word_embeddings.weight' has shape [512, 32], not [512, 48] as config.json says"
+      "'\(wide)': tensor 'bert.embeddings.word_embeddings.weight' has shape [512, 32], not [512, 48] as config.json's "
+        + "vocab_size and hidden_size say"
     ) { _ = try BERT.huggingFace(wide) }
+    // Sizes are checked against the tensors before anything is made: 1e11 positions is a message, not a crash.
+    let huge = try damagedCopy("gpt2") { $0["n_positions"] = 100_000_000_000 }
+    expectRefusal(
+      "'\(huge)': tensor 'transformer.wpe.weight' has shape [64, 32], not [100000000000, 32] as config.json's "
+        + "n_positions and n_embd say"
+    ) { _ = try GPT.huggingFace(huge) }
+    let fewer = try damagedCopy("gpt2") { $0["n_layer"] = 1 }
+    expectRefusal(
+      "'\(fewer)': the checkpoint has tensor 'transformer.h.1.attn.c_attn.bias', which config.json's model has no "
+        + "place for (and 11 more)"
+    ) { _ = try GPT.huggingFace(fewer) }
+    let nan = try damagedCopy(
+      "gpt2",
+      tensors: {
+        var values = $0["transformer.ln_f.weight"]!.floats!
+        values[3] = .nan
+        $0["transformer.ln_f.weight"] = try! SafeTensor(values, shape: [32])
+      })
+    expectRefusal("'\(nan)': tensor 'transformer.ln_f.weight' holds nan at element 3") {
+      _ = try GPT.huggingFace(nan)
+    }
+    let notJSON = try damagedCopy("gpt2")
+    try Data("{not json".utf8).write(to: URL(fileURLWithPath: notJSON + "/config.json"))
+    expectRefusal("'\(notJSON)/config.json' is not valid JSON") { _ = try GPT.huggingFace(notJSON) }
+  }
+
+  /// BertForMaskedLM's folders have no pooler and no NSP head; fill needs neither, so they load (as zeros).
+  @Test func aBERTWithoutItsNSPHeadLoads() throws {
+    let folder = try damagedCopy(
+      "bert", tensors: { $0 = $0.filter { !$0.key.hasPrefix("bert.pooler.") && !$0.key.hasPrefix("cls.seq_") } })
+    let model = try BERT.huggingFace(folder)
+    #expect(model.classifier.weight.storage.allSatisfy { $0 == 0 })
+    let whole = try BERT.huggingFace(fixtures + "/bert")
+    #expect(model.tokenEmbedding.weight.storage == whole.tokenEmbedding.weight.storage)
   }
 
   /// A sharded checkpoint: model.safetensors.index.json maps each tensor to its shard.

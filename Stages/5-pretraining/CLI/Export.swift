@@ -19,6 +19,7 @@ struct ExportCommand: ParsableCommand {
     let format = looksLikeSafetensors(checkpoint) ? try readSafetensors(checkpoint).metadata["format"] : nil
     let written: [String]
     let tokenizer: any Tokenizer
+    var notes: [String] = []
     switch format {
     case MaskedLMTrainer.checkpointFormat:
       let saved = try CheckpointReader(path: checkpoint, format: MaskedLMTrainer.checkpointFormat)
@@ -28,6 +29,9 @@ struct ExportCommand: ParsableCommand {
       written = try saveHuggingFace(
         config: try model.huggingFaceConfig(), tensors: try model.huggingFaceTensors(), tokenizer: tokenizer,
         to: hfOut)
+      if !config.nsp {
+        notes.append("this BERT was trained without NSP (--nsp off): its pooler and cls.seq_relationship are untrained")
+      }
     default:
       // A GPT's checkpoint, or a file that is none: the reader then says what is wrong with it.
       let saved = try CheckpointReader(path: checkpoint, format: Trainer.checkpointFormat)
@@ -40,9 +44,10 @@ struct ExportCommand: ParsableCommand {
     }
     print("wrote " + written.joined(separator: ", "))
     if tokenizer.kind != "bpe" {
-      print(
-        "note: no tokenizer.json: a character tokenizer has no Hugging Face form (its ids are the sorted characters "
-          + "of the corpus, in the checkpoint's metadata 'tokenizer')")
+      notes.append(
+        "no tokenizer.json: a character tokenizer has no Hugging Face form (its ids are the sorted characters of the "
+          + "corpus, in the checkpoint's metadata 'tokenizer')")
     }
+    for note in notes { print("note: " + note) }
   }
 }

@@ -10,6 +10,19 @@ import Support
 
 // MARK: - The folder
 
+/// The JSON object in file `path`, or a `UserError` naming the file.
+func readJSONObject(_ path: String) throws -> [String: Any] {
+  let data = try readInputFile(path)
+  let object: Any
+  do {
+    object = try JSONSerialization.jsonObject(with: data)
+  } catch {
+    throw UserError("'\(path)' is not valid JSON")
+  }
+  guard let dictionary = object as? [String: Any] else { throw UserError("'\(path)' is not a JSON object") }
+  return dictionary
+}
+
 /// A checkpoint folder: its config and its tensors, with messages that name the file and the field.
 public struct HuggingFaceFolder {
   public let directory: String
@@ -18,21 +31,26 @@ public struct HuggingFaceFolder {
 
   public init(_ directory: String) throws {
     let configPath = directory + "/config.json"
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) else {
+      throw UserError("'\(directory)' does not exist (a Hugging Face checkpoint folder is expected)")
+    }
+    guard isDirectory.boolValue else {
+      throw UserError(
+        "'\(directory)' is a file; a Hugging Face checkpoint is a folder (config.json, model.safetensors)")
+    }
     guard FileManager.default.fileExists(atPath: configPath) else {
       throw UserError("'\(directory)' holds no config.json: it is not a Hugging Face checkpoint folder")
     }
-    guard let config = try JSONSerialization.jsonObject(with: readInputFile(configPath)) as? [String: Any] else {
-      throw UserError("'\(configPath)' is not a JSON object")
-    }
     self.directory = directory
-    self.config = config
+    config = try readJSONObject(configPath)
     var tensors: [String: SafeTensor] = [:]
     let index = directory + "/model.safetensors.index.json"
     if FileManager.default.fileExists(atPath: index) {
       // A sharded checkpoint: "weight_map" says which file holds each tensor.
-      guard let object = try JSONSerialization.jsonObject(with: readInputFile(index)) as? [String: Any],
-        let map = object["weight_map"] as? [String: String]
-      else { throw UserError("'\(index)' has no \"weight_map\" of tensor names to files") }
+      guard let map = try readJSONObject(index)["weight_map"] as? [String: String] else {
+        throw UserError("'\(index)' has no \"weight_map\" of tensor names to files")
+      }
       for file in Set(map.values).sorted() {
         guard !file.contains("/") else { throw UserError("'\(index)' names a shard outside the folder: '\(file)'") }
         tensors.merge(try readSafetensors(directory + "/" + file).tensors) { first, _ in first }
@@ -48,23 +66,60 @@ public struct HuggingFaceFolder {
 
   /// A whole number of the config.
   func integer(_ key: String) throws -> Int {
-    guard let value = config[key] as? NSNumber, let int = Int(exactly: value.doubleValue), int > 0 else {
+    guard let value = config[key] as? NSNumber, let int = Int(exactly: value.doubleValue),
+      int > 0
+    else {
       throw UserError("'\(directory)/config.json': \"\(key)\" is missing or not a whole number above 0")
     }
     return int
   }
 
-  /// A number of the config, or `fallback` when the config leaves it out.
+  /// A number above 0 of the config, or `fallback` when the config leaves it out.
   func number(_ key: String, default fallback: Double) throws -> Double {
     guard let value = config[key] else { return fallback }
-    guard let number = value as? NSNumber, number.doubleValue.isFinite else {
-      throw UserError("'\(directory)/config.json': \"\(key)\" is not a number")
+    guard let number = value as? NSNumber, number.doubleValue.isFinite, number.doubleValue > 0 else {
+      throw UserError("'\(directory)/config.json': \"\(key)\" is not a number above 0")
     }
     return number.doubleValue
   }
 
-  /// A text of the config ("" when missing).
-  func text(_ key: String) -> String { config[key] as? String ?? "" }
+  /// A text of the config, or `fallback` when the config leaves it out.
+  func text(_ key: String, default fallback: String = "") throws -> String {
+    guard let value = config[key], !(value is NSNull) else { return fallback }
+    guard let text = value as? String else {
+      throw UserError("'\(directory)/config.json': \"\(key)\" is \(value), not a text")
+    }
+    return text
+  }
+
+  /// Every tensor name the loader did not read, but for buffers and tied copies transformers itself skips
+  /// (`ignorable`): a tensor of its own is a part of the model this code would leave out.
+  func refuseUnused(_ used: Set<String>, ignorable: [String]) throws {
+    let unused = tensors.keys.filter { key in !used.contains(key) && !ignorable.contains { key.hasSuffix($0) } }
+    if let first = unused.sorted().first {
+      throw UserError(
+        "'\(directory)': the checkpoint has tensor '\(first)', which config.json's model has no place for"
+          + (unused.count > 1 ? " (and \(unused.count - 1) more)" : ""))
+    }
+  }
+
+  /// The shape tensor `name` has (with any of `prefixes`), or nil.
+  func shape(_ name: String, prefixes: [String]) -> [Int]? {
+    prefixes.lazy.compactMap { self.tensors[$0 + name]?.shape }.first
+  }
+
+  /// Checks the config's sizes against the tensors' before any buffer is made: a config that says 1e11 positions
+  /// is refused by the tensor that disagrees, instead of asking the machine for terabytes.
+  func requireShape(_ name: String, _ shape: [Int], prefixes: [String], fields: String) throws {
+    guard let actual = self.shape(name, prefixes: prefixes) else {
+      throw UserError("'\(directory)': the checkpoint has no tensor '\(prefixes[0] + name)'")
+    }
+    guard actual == shape else {
+      throw UserError(
+        "'\(directory)': tensor '\(prefixes[0] + name)' has shape \(actual), not \(shape) as config.json's \(fields) say"
+      )
+    }
+  }
 
   /// Refuses a config whose `key` is present and not one of `accepted` (JSON null counts as absent).
   func require(_ key: String, in accepted: [String], because reason: String) throws {
@@ -77,7 +132,7 @@ public struct HuggingFaceFolder {
 
   /// The model type the config names, which must be `expected`.
   func requireModelType(_ expected: String) throws {
-    let type = text("model_type")
+    let type = try text("model_type")
     guard type == expected else {
       throw UserError(
         "'\(directory)/config.json': \"model_type\" is '\(type)', not '\(expected)' (this loader reads \(expected))")
@@ -93,6 +148,9 @@ public struct HuggingFaceFolder {
     }
     guard let values = tensor.floats else {
       throw UserError("'\(directory)': tensor '\(key)' is \(tensor.dtype.rawValue); this loader reads F32")
+    }
+    if let bad = values.firstIndex(where: { !$0.isFinite }) {
+      throw UserError("'\(directory)': tensor '\(key)' holds \(values[bad]) at element \(bad)")
     }
     return values
   }
@@ -120,7 +178,7 @@ extension GPT where Scalar == Float {
     let folder = try HuggingFaceFolder(directory)
     try folder.requireModelType("gpt2")
     let forms = ["gelu_new": GELUForm.tanh, "gelu_pytorch_tanh": .tanh, "gelu": .erf]
-    let activation = folder.text("activation_function").isEmpty ? "gelu_new" : folder.text("activation_function")
+    let activation = try folder.text("activation_function", default: "gelu_new")
     guard let form = forms[activation] else {
       throw UserError(
         "'\(directory)/config.json': \"activation_function\" is \(activation); this GPT has gelu_new and gelu")
@@ -142,15 +200,24 @@ extension GPT where Scalar == Float {
     }
     config.activation = form
     config.layerNormEps = try folder.number("layer_norm_epsilon", default: 1e-5)
-    let model = GPT<Float>(config, random: RandomSource(seed: 0), source: zeroParameters())
     let prefixes = ["transformer.", ""]  // the hub's original gpt2 files have no "transformer."
+    let c = config.width
+    try folder.requireShape("wte.weight", [config.vocabulary, c], prefixes: prefixes, fields: "vocab_size and n_embd")
+    try folder.requireShape("wpe.weight", [config.context, c], prefixes: prefixes, fields: "n_positions and n_embd")
+    try folder.requireShape(
+      "h.\(config.layers - 1).mlp.c_fc.weight", [c, 4 * c], prefixes: prefixes, fields: "n_layer and n_embd")
+    let model = GPT<Float>(config, random: RandomSource(seed: 0), source: zeroParameters())
+    var used: Set<String> = []
     for (name, p) in model.namedParameters() {
       let (key, conv) = gpt2Name(name)
       // Conv1D holds [in, out]: ours is its transpose.
       let stored = conv ? [p.shape[1], p.shape[0]] : p.shape
       let values = try folder.floats(key, shape: stored, prefixes: prefixes)
       p.storage = conv ? transposed(values, rows: stored[0], columns: stored[1]) : values
+      used.formUnion(prefixes.map { $0 + key })
     }
+    // The causal-mask buffers older files hold, and the head, which is the token embedding (tied).
+    try folder.refuseUnused(used, ignorable: [".attn.bias", ".attn.masked_bias", "lm_head.weight"])
     return model
   }
 
@@ -183,7 +250,7 @@ extension BERT where Scalar == Float {
     let folder = try HuggingFaceFolder(directory)
     try folder.requireModelType("bert")
     let forms = ["gelu": GELUForm.erf, "gelu_new": .tanh, "gelu_pytorch_tanh": .tanh]
-    let activation = folder.text("hidden_act")
+    let activation = try folder.text("hidden_act", default: "gelu")
     guard let form = forms[activation] else {
       throw UserError("'\(directory)/config.json': \"hidden_act\" is \(activation); this BERT has gelu and gelu_new")
     }
@@ -205,21 +272,43 @@ extension BERT where Scalar == Float {
     config.segments = try folder.integer("type_vocab_size")
     config.activation = form
     config.layerNormEps = try folder.number("layer_norm_eps", default: 1e-12)
-    let model = BERT<Float>(config, random: RandomSource(seed: 0), source: zeroParameters())
     let c = config.width
+    let embeddings = "bert.embeddings."
+    try folder.requireShape(
+      embeddings + "word_embeddings.weight", [config.vocabulary, c], prefixes: [""],
+      fields: "vocab_size and hidden_size")
+    try folder.requireShape(
+      embeddings + "position_embeddings.weight", [config.context, c], prefixes: [""],
+      fields: "max_position_embeddings and hidden_size")
+    try folder.requireShape(
+      embeddings + "token_type_embeddings.weight", [config.segments, c], prefixes: [""],
+      fields: "type_vocab_size and hidden_size")
+    try folder.requireShape(
+      "bert.encoder.layer.\(config.layers - 1).intermediate.dense.weight", [4 * c, c], prefixes: [""],
+      fields: "num_hidden_layers and hidden_size")
+    let model = BERT<Float>(config, random: RandomSource(seed: 0), source: zeroParameters())
+    // BertForMaskedLM's folders have no pooler and no NSP head: those stay zero (fill does not use them).
+    let optional = ["bert.pooler.", "cls.seq_relationship."]
+    var used: Set<String> = []
     for (name, p) in model.namedParameters() {
       let parts = name.split(separator: ".").map(String.init)
       if parts.count > 2 && parts[2] == "attention" && parts[3] == "qkv" {
         // Our packed projection: the rows of query, then key, then value (or their biases).
         let layer = "bert.encoder.layer.\(parts[1]).attention.self."
         let shape = parts[4] == "weight" ? [c, c] : [c]
-        p.storage = try ["query", "key", "value"].flatMap {
-          try folder.floats(layer + $0 + "." + parts[4], shape: shape, prefixes: [""])
-        }
+        let keys = ["query", "key", "value"].map { layer + $0 + "." + parts[4] }
+        p.storage = try keys.flatMap { try folder.floats($0, shape: shape, prefixes: [""]) }
+        used.formUnion(keys)
       } else {
-        p.storage = try folder.floats(bertName(parts), shape: p.shape, prefixes: [""])
+        let key = bertName(parts)
+        if folder.tensors[key] == nil, optional.contains(where: { key.hasPrefix($0) }) { continue }
+        p.storage = try folder.floats(key, shape: p.shape, prefixes: [""])
+        used.insert(key)
       }
     }
+    // A buffer of positions, and the decoder, which is the word embedding (tied) with the bias read above.
+    try folder.refuseUnused(
+      used, ignorable: ["embeddings.position_ids", "cls.predictions.decoder.weight", "cls.predictions.decoder.bias"])
     return model
   }
 
@@ -255,6 +344,14 @@ extension BERT where Scalar == Float {
 func saveHuggingFace(
   config: [String: Any], tensors: [String: SafeTensor], tokenizer: (any Tokenizer)?, to directory: String
 ) throws -> [String] {
+  var config = config
+  // The special ids transformers' generation and padding use, from the tokenizer (null, not GPT-2's 50256, when
+  // it has none).
+  if config["model_type"] as? String == "gpt2" {
+    let end: Any = tokenizer?.specialID("<|endoftext|>") ?? NSNull()
+    (config["bos_token_id"], config["eos_token_id"]) = (end, end)
+  }
+  config["pad_token_id"] = tokenizer?.specialID("[PAD]") ?? NSNull()
   try prepareOutputDirectory(directory)
   for file in ["config.json", "model.safetensors", "tokenizer.json"]
   where FileManager.default.fileExists(atPath: directory + "/" + file) {
