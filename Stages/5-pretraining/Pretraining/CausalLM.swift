@@ -82,6 +82,30 @@ public struct TrainConfig: Sendable {
   }
 }
 
+/// One optimizer step of a pretraining loop, the causal LM's and the masked LM's alike: `accumulation` micro-batch
+/// losses from `microBatchLoss`, each scaled by 1/accumulation so that the summed gradients are those of the mean;
+/// a loss that is not finite stops the run before it reaches the weights (a `UserError` naming step + 1); then
+/// clipping at 1.0, the rate `learningRate` x `factor`, the update. Returns the mean loss and the gradient's norm
+/// before clipping.
+func optimizerStep(
+  accumulation: Int, learningRate: Double, factor: Double, step: Int, parameters: [Tensor<Float>],
+  optimizer: any Optimizer<Float>, microBatchLoss: () -> Tensor<Float>
+) throws -> (loss: Double, gradientNorm: Double) {
+  var total = 0.0
+  for _ in 0..<accumulation {
+    let loss = microBatchLoss()
+    let value = Double(loss.item)
+    try Check.finiteLoss(value, step: step + 1, learningRate: learningRate)
+    total += value
+    (accumulation == 1 ? loss : loss / Float(accumulation)).backward()
+  }
+  let norm = clipGradNorm(parameters, maxNorm: 1)
+  optimizer.learningRate = learningRate * factor
+  optimizer.step()
+  optimizer.zeroGrad()
+  return (total / Double(accumulation), norm)
+}
+
 /// The figures of one evaluation: nanoGPT's estimates of the training and validation losses (nats per token).
 public struct StepRecord: Sendable, Equatable {
   public let step: Int
@@ -142,27 +166,20 @@ public final class Trainer {
     return crossEntropyLoss(logits: logits.reshape([-1, tokenizer.vocabularySize]), labels: targets)
   }
 
-  /// One optimizer step: `accumulation` micro-batches, each loss scaled by 1/accumulation so that the summed
-  /// gradients are those of the mean; then clipping, the scheduled rate, AdamW. Returns the mean loss. A loss that
-  /// is not finite stops the run before it reaches the weights (a `UserError` with the step and a hint).
+  /// One optimizer step (`optimizerStep`) on `accumulation` micro-batches of windows. Returns the mean loss.
   @discardableResult
   public func runStep() throws -> Double {
     model.train()
-    var total = 0.0
-    for _ in 0..<config.accumulation {
+    let (loss, norm) = try optimizerStep(
+      accumulation: config.accumulation, learningRate: config.learningRate, factor: schedule.factor(at: step),
+      step: step, parameters: parameters, optimizer: optimizer
+    ) {
       let (inputs, targets) = sampler.nextBatch()
-      let loss = self.loss(inputs, targets)
-      let value = Double(loss.item)
-      try Check.finiteLoss(value, step: step + 1, learningRate: config.learningRate)
-      total += value
-      (config.accumulation == 1 ? loss : loss / Float(config.accumulation)).backward()
+      return self.loss(inputs, targets)
     }
-    lastGradientNorm = clipGradNorm(parameters, maxNorm: 1)
-    optimizer.learningRate = config.learningRate * schedule.factor(at: step)
-    optimizer.step()
-    optimizer.zeroGrad()
+    lastGradientNorm = norm
     step += 1
-    return total / Double(config.accumulation)
+    return loss
   }
 
   /// nanoGPT's estimate_loss: the mean loss of `config.evalBatches` batches of random windows of `split`, in

@@ -332,24 +332,17 @@ public final class MaskedLMTrainer {
     }
   }
 
-  /// One optimizer step (see `Trainer.runStep`). Returns the mean loss.
+  /// One optimizer step (`optimizerStep`) on `accumulation` micro-batches of pairs. Returns the mean loss.
   @discardableResult
   public func runStep() throws -> Double {
     model.train()
-    var total = 0.0
-    for _ in 0..<config.accumulation {
-      let loss = forward(nextBatch()).loss
-      let value = Double(loss.item)
-      try Check.finiteLoss(value, step: step + 1, learningRate: config.learningRate)
-      total += value
-      (config.accumulation == 1 ? loss : loss / Float(config.accumulation)).backward()
-    }
-    lastGradientNorm = clipGradNorm(parameters, maxNorm: 1)
-    optimizer.learningRate = config.learningRate * schedule.factor(at: step)
-    optimizer.step()
-    optimizer.zeroGrad()
+    let (loss, norm) = try optimizerStep(
+      accumulation: config.accumulation, learningRate: config.learningRate, factor: schedule.factor(at: step),
+      step: step, parameters: parameters, optimizer: optimizer
+    ) { forward(nextBatch()).loss }
+    lastGradientNorm = norm
     step += 1
-    return total / Double(config.accumulation)
+    return loss
   }
 
   /// The scores on `pairs` of `split`, each with its static mask, in evaluation mode and without a graph.
