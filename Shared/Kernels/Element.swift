@@ -17,6 +17,12 @@ public protocol KernelScalar: Real, BinaryFloatingPoint, SIMDScalar, Codable, Se
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
     b: UnsafePointer<Self>, ldb: Int, beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
 
+  /// BLAS's gemv for this type on a row-major matrix M (rows x columns, row stride ld): y = alpha * op(M) x + beta * y,
+  /// op(M) = M or M^T, x read every `incx` elements, y contiguous. One call on the calling thread.
+  static func blasGemv(
+    transpose: Bool, rows: Int, columns: Int, alpha: Self, matrix: UnsafePointer<Self>, ld: Int,
+    x: UnsafePointer<Self>, incx: Int, beta: Self, y: UnsafeMutablePointer<Self>)
+
   /// e^x inside the fast kernels (softmax, attention, GELU, cross-entropy). Double: libm's exp, exact to the last
   /// bit, which the gradient checks need. Float: `vectorExp`, which the compiler can run 8 lanes at a time.
   static func fastExp(_ x: Self) -> Self
@@ -33,6 +39,16 @@ extension Float: KernelScalar {
       Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
   }
 
+  @inlinable
+  public static func blasGemv(
+    transpose: Bool, rows: Int, columns: Int, alpha: Float, matrix: UnsafePointer<Float>, ld: Int,
+    x: UnsafePointer<Float>, incx: Int, beta: Float, y: UnsafeMutablePointer<Float>
+  ) {
+    cblas_sgemv(
+      CblasRowMajor, transpose ? CblasTrans : CblasNoTrans, Int32(rows), Int32(columns), alpha, matrix, Int32(ld), x,
+      Int32(incx), beta, y, 1)
+  }
+
   @inlinable @inline(__always)
   public static func fastExp(_ x: Float) -> Float { vectorExp(x) }
 }
@@ -46,6 +62,16 @@ extension Double: KernelScalar {
     cblas_dgemm(
       CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans, Int32(m),
       Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+  }
+
+  @inlinable
+  public static func blasGemv(
+    transpose: Bool, rows: Int, columns: Int, alpha: Double, matrix: UnsafePointer<Double>, ld: Int,
+    x: UnsafePointer<Double>, incx: Int, beta: Double, y: UnsafeMutablePointer<Double>
+  ) {
+    cblas_dgemv(
+      CblasRowMajor, transpose ? CblasTrans : CblasNoTrans, Int32(rows), Int32(columns), alpha, matrix, Int32(ld), x,
+      Int32(incx), beta, y, 1)
   }
 
   @inlinable @inline(__always)

@@ -47,6 +47,21 @@ public func gemm<S: KernelScalar>(
       beta: beta, c: c, ldc: ldc)
   }
   _ = singleThreadedBLAS
+  if m == 1 && n > 1 {
+    // One row of C (a decoding step's every product): a matrix-vector product. gemm would first copy all of B into
+    // its packed layout, which for one row costs more than the product itself; gemv streams B once. C's row is
+    // cut into pieces, each the product of op(A)'s row with some columns of op(B), which are rows of B when B is
+    // stored transposed (a Linear layer's weight) and a band of B's columns otherwise.
+    Parallel.forEach(n, grain: Swift.max(1, gemmGrain / Swift.max(1, k))) { columns in
+      let y = c + columns.lowerBound
+      if beta == 0 { y.update(repeating: 0, count: columns.count) }  // so that gemv never reads what C held
+      S.blasGemv(
+        transpose: !transposeB, rows: transposeB ? columns.count : k, columns: transposeB ? k : columns.count,
+        alpha: alpha, matrix: b + columns.lowerBound * (transposeB ? ldb : 1), ld: ldb, x: a,
+        incx: transposeA ? lda : 1, beta: beta, y: y)
+    }
+    return
+  }
   if m >= n {
     Parallel.forEach(m, grain: Swift.max(1, gemmGrain / Swift.max(1, n * k))) { rows in
       S.blasGemm(

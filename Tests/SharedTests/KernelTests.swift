@@ -342,7 +342,8 @@ import Testing
   @Test func aSplitProductEqualsTheTripleLoop() {
     // Large enough to be cut into pieces: every shape of op(A) and op(B), rows split (m >= n) and columns split.
     var rng = SeededRNG(seed: 4)
-    for (m, n, k) in [(300, 40, 50), (40, 300, 50), (3, 5, 2)] {
+    // One row of C (a matrix-vector product in BLAS, cut by columns) and one column.
+    for (m, n, k) in [(300, 40, 50), (40, 300, 50), (3, 5, 2), (1, 2000, 300), (1, 3, 2), (300, 1, 50)] {
       for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
         let a = (0..<(m * k)).map { _ in rng.uniform(-1, 1) }
         let b = (0..<(k * n)).map { _ in rng.uniform(-1, 1) }
@@ -380,24 +381,26 @@ import Testing
         }
       }
     }
-    // beta = 0 never reads C: NaN there must not leak into the result.
-    for reference in [false, true] {
-      var c = [Float](repeating: .nan, count: 4)
-      let (a, b): ([Float], [Float]) = ([1, 2, 3, 4], [1, 0, 0, 1])
-      withPointers(a, b) { a, b in
-        c.withUnsafeMutableBufferPointer { c in
-          if reference {
-            gemmReference(
-              transposeA: false, transposeB: false, m: 2, n: 2, k: 2, alpha: 1, a: a, lda: 2, b: b, ldb: 2, beta: 0,
-              c: c.start, ldc: 2)
-          } else {
-            gemm(
-              transposeA: false, transposeB: false, m: 2, n: 2, k: 2, alpha: 1, a: a, lda: 2, b: b, ldb: 2, beta: 0,
-              c: c.start, ldc: 2)
+    // beta = 0 never reads C: NaN there must not leak into the result (a 2 x 2 product, and a row of 2).
+    for (m, want) in [(2, [Float](arrayLiteral: 1, 2, 3, 4)), (1, [1, 2])] {
+      for reference in [false, true] {
+        var c = [Float](repeating: .nan, count: 2 * m)
+        let (a, b): ([Float], [Float]) = ([1, 2, 3, 4], [1, 0, 0, 1])
+        withPointers(a, b) { a, b in
+          c.withUnsafeMutableBufferPointer { c in
+            if reference {
+              gemmReference(
+                transposeA: false, transposeB: false, m: m, n: 2, k: 2, alpha: 1, a: a, lda: 2, b: b, ldb: 2, beta: 0,
+                c: c.start, ldc: 2)
+            } else {
+              gemm(
+                transposeA: false, transposeB: false, m: m, n: 2, k: 2, alpha: 1, a: a, lda: 2, b: b, ldb: 2, beta: 0,
+                c: c.start, ldc: 2)
+            }
           }
         }
+        #expect(c == want, "m \(m), reference \(reference)")
       }
-      #expect(c == [1, 2, 3, 4], "reference \(reference)")
     }
   }
 

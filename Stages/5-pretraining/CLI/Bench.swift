@@ -6,7 +6,8 @@ import Support
 
 /// `stage5 bench`: full training steps of a GPT, nanoGPT's CPU configuration and its default Shakespeare model,
 /// against the sgemm peak measured in the same run, with a memory ledger; decoding speed with and without the KV
-/// cache; and the BPE tokenizer's training time and encoding throughput on Tiny Shakespeare.
+/// cache; the BPE tokenizer's training time and encoding throughput on Tiny Shakespeare; and GPT-2 small's decoding
+/// and prefill, its weight traffic against the memory bandwidth measured in the same run (`DecodingBench`).
 struct BenchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "bench",
@@ -15,6 +16,8 @@ struct BenchCommand: ParsableCommand {
   @Option(parsing: .unconditional, help: "Seconds spent timing each figure (more is steadier).") var seconds = 3.0
   @Flag(help: "Only the training step, op by op: where its time goes (run a profiler such as perf on this too).")
   var profile = false
+  @Option(help: "Only GPT-2's decoding and prefill, with the model of this Hugging Face GPT-2 folder.") var hf: String?
+  @Flag(help: "Only GPT-2's decoding and prefill, with a randomly initialised GPT-2 small.") var decoding = false
   @OptionGroup var kernelOptions: KernelOptions
 
   func validate() throws {
@@ -36,6 +39,13 @@ struct BenchCommand: ParsableCommand {
 
   func run() throws {
     kernelOptions.apply()
+    if let hf {
+      let clock = Stopwatch()
+      let model = try GPT.huggingFace(hf)
+      return DecodingBench(model: model, name: String(format: "'%@', loaded in %.1f s", hf, clock.seconds))
+        .run(seconds: seconds)
+    }
+    if decoding { return DecodingBench.gpt2Small().run(seconds: seconds) }
     let small = StepBench(config: .nanoGPTCPU, batch: 12)
     if profile {
       let profiler = OpProfiler()
@@ -97,6 +107,7 @@ struct BenchCommand: ParsableCommand {
           useCache ? "with" : "without", Double(newTokens) / median(decode)))
     }
     try benchBPE()
+    DecodingBench.gpt2Small().run(seconds: seconds)
   }
 
   /// Rounds of the peak, then one warm-up step (OpenBLAS's own threads spin on for a moment after the peak's
