@@ -10,8 +10,17 @@ public struct SafeTensor: Equatable, Sendable {
   /// The element types this project reads and writes.
   public enum DType: String, Sendable {
     case f32 = "F32", f64 = "F64", i64 = "I64", u64 = "U64"
+    /// The two 16-bit formats checkpoints are published in: IEEE half precision, and bfloat16 (the top half of
+    /// an F32: its sign, its 8 exponent bits and 7 of its fraction bits). Read, widened to Float; never written.
+    case f16 = "F16", bf16 = "BF16"
 
-    public var size: Int { self == .f32 ? 4 : 8 }
+    public var size: Int {
+      switch self {
+      case .f16, .bf16: 2
+      case .f32: 4
+      case .f64, .i64, .u64: 8
+      }
+    }
   }
 
   public let dtype: DType
@@ -50,6 +59,15 @@ public struct SafeTensor: Equatable, Sendable {
 
   public var floats: [Float]? {
     dtype == .f32 ? words(4).map { Float(bitPattern: UInt32(truncatingIfNeeded: $0)) } : nil
+  }
+  /// The elements as Float from F32, F16 or BF16 (both widen exactly: every value they hold is a Float).
+  public var widenedFloats: [Float]? {
+    switch dtype {
+    case .f32: floats
+    case .f16: words(2).map { Float(Float16(bitPattern: UInt16(truncatingIfNeeded: $0))) }
+    case .bf16: words(2).map { Float(bitPattern: UInt32(truncatingIfNeeded: $0) << 16) }
+    default: nil
+    }
   }
   public var doubles: [Double]? { dtype == .f64 ? words(8).map { Double(bitPattern: $0) } : nil }
   public var unsigned: [UInt64]? { dtype == .u64 ? words(8) : nil }
@@ -118,7 +136,7 @@ public func decodeSafetensors(
       let shape = fields["shape"] as? [Int], let offsets = fields["data_offsets"] as? [Int], offsets.count == 2
     else { throw fail("the entry for '\(name)' lacks a dtype, shape or data_offsets") }
     guard let dtype = SafeTensor.DType(rawValue: dtypeName) else {
-      throw fail("'\(name)' has dtype \(dtypeName); this reader knows F32, F64, I64, U64")
+      throw fail("'\(name)' has dtype \(dtypeName); this reader knows F32, F64, F16, BF16, I64, U64")
     }
     guard shape.allSatisfy({ $0 >= 0 }) else { throw fail("'\(name)' has a negative size in shape \(shape)") }
     guard let count = checkedProduct(shape) else {

@@ -109,7 +109,7 @@ import Testing
     #expect(checkedProduct([Int.max, 1]) == Int.max && checkedProduct([]) == 1 && checkedProduct([3, 0, -1]) == nil)
   }
 
-  @Test func bytesThatDoNotFitTheirDtypeAreAnErrorNotATrap() {
+  @Test func bytesThatDoNotFitTheirDtypeAreAnErrorNotATrap() throws {
     // The dtype sizes are what every check rests on; a wrong one must fail a test, not end the test process.
     #expect(SafeTensor.DType.f32.size == 4 && SafeTensor.DType.f64.size == 8)
     #expect(SafeTensor.DType.i64.size == 8 && SafeTensor.DType.u64.size == 8)
@@ -119,8 +119,15 @@ import Testing
     let short = file(entry: #"{"dtype":"U64","shape":[2],"data_offsets":[0,12]}"#, data: .init(repeating: 0, count: 12))
     #expect(message(short).hasSuffix("'t' has 12 bytes for U64 of shape [2]"))
     let unknown = file(
-      entry: #"{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}"#, data: .init(repeating: 0, count: 4))
-    #expect(message(unknown).hasSuffix("'t' has dtype BF16; this reader knows F32, F64, I64, U64"))
+      entry: #"{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}"#, data: .init(repeating: 0, count: 2))
+    #expect(message(unknown).hasSuffix("'t' has dtype F8_E4M3; this reader knows F32, F64, F16, BF16, I64, U64"))
+    #expect(SafeTensor.DType.f16.size == 2 && SafeTensor.DType.bf16.size == 2)
+    // 16-bit values widen exactly: 1, -2, the largest finite F16 (65504) and its smallest subnormal (2^-24); BF16 1,
+    // -2, 3.140625 and the largest finite BF16.
+    let f16 = try SafeTensor(dtype: .f16, shape: [4], bytes: [0x00, 0x3C, 0x00, 0xC0, 0xFF, 0x7B, 0x01, 0x00])
+    #expect(f16.widenedFloats == [1, -2, 65504, 0x1p-24] && f16.floats == nil)
+    let bf16 = try SafeTensor(dtype: .bf16, shape: [4], bytes: [0x80, 0x3F, 0x00, 0xC0, 0x49, 0x40, 0x7F, 0x7F])
+    #expect(bf16.widenedFloats == [1, -2, 3.140625, Float(bitPattern: 0x7F7F_0000)])
   }
 
   @Test func aMissingFileIsACleanError() {

@@ -176,6 +176,33 @@ import Testing
     #expect(sharded.parameters().map(\.storage) == whole.parameters().map(\.storage))
   }
 
+  /// Checkpoints published in 16 bits (F16, BF16) load widened to Float: the same model as an F32 folder that holds
+  /// the widened values. The 16-bit values are the F32 fixture's, rounded (BF16 by truncation, F16 by Swift's
+  /// nearest-even conversion).
+  @Test(arguments: [SafeTensor.DType.f16, .bf16])
+  func aSixteenBitCheckpointLoadsWidened(_ dtype: SafeTensor.DType) throws {
+    let half = try damagedCopy("gpt2")
+    let widened = try damagedCopy("gpt2")
+    let tensors = try readSafetensors(half + "/model.safetensors").tensors
+    var halves: [String: SafeTensor] = [:]
+    var floats: [String: SafeTensor] = [:]
+    for (name, tensor) in tensors {
+      let bits = tensor.floats!.map { value in
+        dtype == .bf16 ? UInt16(truncatingIfNeeded: value.bitPattern >> 16) : Float16(value).bitPattern
+      }
+      halves[name] = try SafeTensor(
+        dtype: dtype, shape: tensor.shape, bytes: bits.flatMap { [UInt8(truncatingIfNeeded: $0), UInt8($0 >> 8)] })
+      let values = bits.map { dtype == .bf16 ? Float(bitPattern: UInt32($0) << 16) : Float(Float16(bitPattern: $0)) }
+      floats[name] = try SafeTensor(values, shape: tensor.shape)
+      #expect(halves[name]!.widenedFloats == values)
+    }
+    try writeSafetensors(halves, to: half + "/model.safetensors")
+    try writeSafetensors(floats, to: widened + "/model.safetensors")
+    let fromHalf = try GPT.huggingFace(half)
+    #expect(fromHalf.parameters().map(\.storage) == (try GPT.huggingFace(widened)).parameters().map(\.storage))
+    #expect(largestDifference(fromHalf.tokenEmbedding.weight.storage, tensors["transformer.wte.weight"]!.floats!) > 0)
+  }
+
   // MARK: - Saving
 
   /// A small GPT with biases off (nanoGPT's choice) and a BERT, with random weights.

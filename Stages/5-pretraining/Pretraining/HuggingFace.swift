@@ -146,8 +146,9 @@ public struct HuggingFaceFolder {
     guard tensor.shape == shape else {
       throw UserError("'\(directory)': tensor '\(key)' has shape \(tensor.shape), not \(shape) as config.json says")
     }
-    guard let values = tensor.floats else {
-      throw UserError("'\(directory)': tensor '\(key)' is \(tensor.dtype.rawValue); this loader reads F32")
+    guard let values = tensor.widenedFloats else {
+      throw UserError(
+        "'\(directory)': tensor '\(key)' is \(tensor.dtype.rawValue); this loader reads F32, F16 and BF16")
     }
     if let bad = values.firstIndex(where: { !$0.isFinite }) {
       throw UserError("'\(directory)': tensor '\(key)' holds \(values[bad]) at element \(bad)")
