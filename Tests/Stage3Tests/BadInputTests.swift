@@ -109,6 +109,15 @@ enum BadValues {
     #expect(result.output.contains("(1258 train, 270 validation, 269 test)"))
   }
 
+  /// Output that cannot be written (here a full disk, /dev/full) ends in an error, never in exit 0.
+  @Test func outputThatCannotBeWrittenIsAnError() throws {
+    let folder = NSTemporaryDirectory() + "stage3-full-\(getpid())-\(Stopwatch.now())"
+    let shell = try #require(findExecutable("sh"))
+    let run = try runTool(shell, ["-c", "exec \"$0\" graph --plot-dir \"$1\" > /dev/full", Self.executable, folder])
+    #expect(run.status == 1)
+    #expect(run.errorOutput == "stage3: error: the output could not be written: No space left on device\n")
+  }
+
   @Test func aDivergingRunStopsAndKeepsTheLastGoodCheckpoint() throws {
     let path = directory + "/mlp.safetensors"
     let options = ["--hidden", "16", "--epochs", "2", "--checkpoint", path, "--plot-dir", directory]

@@ -102,6 +102,15 @@ enum BadValues {
     #expect(result.errorOutput.contains(message), "\(result.errorOutput)")
   }
 
+  /// Output that cannot be written (here a full disk, /dev/full) ends in an error, never in exit 0.
+  @Test func outputThatCannotBeWrittenIsAnError() throws {
+    let folder = NSTemporaryDirectory() + "stage4-full-\(getpid())-\(Stopwatch.now())"
+    let shell = try #require(findExecutable("sh"))
+    let run = try runTool(shell, ["-c", "exec \"$0\" graph --plot-dir \"$1\" > /dev/full", Self.executable, folder])
+    #expect(run.status == 1)
+    #expect(run.errorOutput == "stage4: error: the output could not be written: No space left on device\n")
+  }
+
   @Test func aDivergingRunStopsAndKeepsTheLastGoodCheckpoint() throws {
     let directory = NSTemporaryDirectory() + "stage4-diverge-\(getpid())-\(Stopwatch.now())"
     let path = directory + "/gpt.safetensors"

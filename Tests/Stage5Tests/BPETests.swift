@@ -233,6 +233,9 @@ private func mergeNames(_ tokenizer: BPETokenizer) -> [String] {
 
   @Test func aDamagedFileIsRefusedNamingTheField() throws {
     try expectRefused(naming: "model.type") { changeModel(&$0) { $0["type"] = "WordPiece" } }
+    try expectRefused(naming: "added_tokens: the id of \"<|x|>\" is 9999, out of range for 513 tokens") {
+      $0["added_tokens"] = ($0["added_tokens"] as! [Any]) + [["id": 9999, "content": "<|x|>"]]
+    }
     try expectRefused(naming: "model.merges[0]") { changeModel(&$0) { $0["merges"] = [["Ġ", "notatoken"]] } }
     try expectRefused(naming: "model.merges[1]") { changeModel(&$0) { $0["merges"] = [["Ġ", "t"], ["Ġt"]] } }
     try expectRefused(naming: "model.vocab") {

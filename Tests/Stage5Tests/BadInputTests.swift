@@ -79,6 +79,15 @@ enum BadValues {
     #expect(result.output.isEmpty, "it ran: \(result.output)")
   }
 
+  /// Output that cannot be written (here a full disk, /dev/full) ends in an error, never in exit 0.
+  @Test func outputThatCannotBeWrittenIsAnError() throws {
+    let folder = NSTemporaryDirectory() + "stage5-full-\(getpid())-\(Stopwatch.now())"
+    let shell = try #require(findExecutable("sh"))
+    let run = try runTool(shell, ["-c", "exec \"$0\" graph --plot-dir \"$1\" > /dev/full", Self.executable, folder])
+    #expect(run.status == 1)
+    #expect(run.errorOutput == "stage5: error: the output could not be written: No space left on device\n")
+  }
+
   @Test func aDivergingRunStopsAndKeepsTheLastGoodCheckpoint() throws {
     let directory = temporaryDirectory("diverge")
     let path = directory + "/gpt.safetensors"

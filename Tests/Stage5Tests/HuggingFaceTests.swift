@@ -263,6 +263,23 @@ import Testing
       let text = item["text"] as! String
       #expect(pair.encode(text) == (item["ids"] as! [Int]), "\(text.prefix(30))")
     }
+    // A bad merge is named by its line in merges.txt (line 1 is "#version"; a blank line still counts).
+    let folder = temporaryDirectory("hf-pair")
+    let text = try String(contentsOfFile: fixtures + "/tokenizer/merges.txt", encoding: .utf8)
+    var lines = text.components(separatedBy: "\n")
+    lines.insert("", at: 2)
+    lines[4] = "Ġ notatoken"
+    try lines.joined(separator: "\n").write(toFile: folder + "/merges.txt", atomically: true, encoding: .utf8)
+    let vocab = fixtures + "/tokenizer/vocab.json"
+    let merges = folder + "/merges.txt"
+    do {
+      _ = try BPETokenizer.loadPair(vocab: vocab, merges: merges)
+      Issue.record("a merge of an unknown token was accepted")
+    } catch {
+      #expect(
+        "\(error)"
+          == "'\(vocab) and \(merges)': line 5 of '\(merges)' names \"notatoken\", which is not in model.vocab")
+    }
   }
 
   /// Python 3 with transformers, if this machine has them.

@@ -20,6 +20,7 @@ struct Stage1Command: ParsableCommand {
     do {
       var command = try parseAsRoot()
       try command.run()
+      try finishStandardOutput()  // a full disk or a closed pipe is an error, not exit 0
     } catch {
       let code = exitCode(for: error)
       if code == .success {  // --help, --version

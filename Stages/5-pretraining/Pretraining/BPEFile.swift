@@ -92,8 +92,11 @@ extension BPETokenizer {
   /// Reads a tokenizer.json: this tokenizer's own, or one of Hugging Face's byte-level BPE tokenizers (merges as
   /// pairs or, in older files, as "left right" strings). What this tokenizer cannot do exactly as the file says
   /// (another model or pre-tokenizer, a normalizer, a prefix space, ...) is refused, naming the field: encoding
-  /// anyway would give other ids than Hugging Face's. `source` names the file in messages.
-  public static func load(_ object: [String: Any], source: String) throws -> BPETokenizer {
+  /// anyway would give other ids than Hugging Face's. `source` names the file in messages, and `mergeField` the
+  /// merge at an index (by default its place in model.merges).
+  public static func load(
+    _ object: [String: Any], source: String, mergeField: (Int) -> String = { "model.merges[\($0)]" }
+  ) throws -> BPETokenizer {
     func fail(_ message: String) -> UserError { UserError("'\(source)': \(message)") }
     func isNull(_ value: Any?) -> Bool { value == nil || value is NSNull }
     func describe(_ value: Any?) -> String { isNull(value) ? "null" : "\(value!)" }
@@ -155,7 +158,8 @@ extension BPETokenizer {
     }
     let specialIDs = Set(specials.map(\.id))
     if let (id, key) = keys.max(by: { $0.key < $1.key }), id >= keys.count {
-      throw fail("model.vocab: the id of \(jsonString(key)) is \(id), out of range for \(keys.count) tokens")
+      let field = vocabulary[key] == id ? "model.vocab" : "added_tokens"
+      throw fail("\(field): the id of \(jsonString(key)) is \(id), out of range for \(keys.count) tokens")
     }
     var tokenBytes: [[UInt8]] = []
     for id in 0..<keys.count {
@@ -176,7 +180,7 @@ extension BPETokenizer {
     guard let list = model["merges"] as? [Any] else { throw fail("model.merges is missing or not a list") }
     var merges: [(left: Int, right: Int, result: Int)] = []
     for (index, item) in list.enumerated() {
-      let field = "model.merges[\(index)]"
+      let field = mergeField(index)
       let parts = (item as? [String]) ?? (item as? String).map { $0.split(separator: " ").map(String.init) } ?? []
       guard parts.count == 2 else { throw fail("\(field) is not a pair of tokens: \(item)") }
       for part in parts where vocabulary[part] == nil {
@@ -204,7 +208,11 @@ extension BPETokenizer {
     guard let text = String(data: try readInputFile(merges), encoding: .utf8) else {
       throw UserError("'\(merges)' is not UTF-8 text")
     }
-    let lines = text.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.hasPrefix("#version") }
+    // The merges by rank, each with its line number for messages (blank lines and the "#version" line skipped).
+    let numbered = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated().filter {
+      !$0.element.isEmpty && !$0.element.hasPrefix("#version")
+    }
+    let lines = numbered.map { String($0.element) }
     // A byte-level token never holds a space (the space byte is "Ġ"), so "left right" joins back unambiguously.
     let results = Set(lines.map { $0.split(separator: " ").joined() })
     let added = entries.keys.filter { key in (ByteLevel.bytes(key)?.count ?? 2) > 1 && !results.contains(key) }
@@ -214,7 +222,7 @@ extension BPETokenizer {
       "decoder": ["type": "ByteLevel"],
       "added_tokens": added.sorted().map { ["id": entries[$0] as Any, "content": $0] as [String: Any] },
     ]
-    return try load(object, source: vocab + " and " + merges)
+    return try load(object, source: vocab + " and " + merges) { "line \(numbered[$0].offset + 1) of '\(merges)'" }
   }
 }
 
