@@ -107,6 +107,10 @@ struct BenchCommand: ParsableCommand {
           useCache ? "with" : "without", Double(newTokens) / median(decode)))
     }
     try benchBPE()
+    guard kernelOptions.kernels == .fast else {
+      // The plain loops would take hours over 124M weights and a 1024-token prefill; --decoding still runs them.
+      return print("GPT-2 small's decoding and prefill: left out with --kernels reference (--decoding runs them)")
+    }
     DecodingBench.gpt2Small().run(seconds: seconds)
   }
 
