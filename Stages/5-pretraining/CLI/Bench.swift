@@ -24,13 +24,9 @@ struct BenchCommand: ParsableCommand {
     try Check.number(seconds, "--seconds", in: .positive(upTo: 600))
   }
 
-  /// The times of `body`, repeated for about `seconds` (at least 3 times) after `warmup` calls.
+  /// The times of `body`, repeated for about `seconds` (default: --seconds; at least 3 times) after `warmup` calls.
   func timed(seconds: Double? = nil, warmup: Int = 1, _ body: () -> Void) -> [Double] {
-    for _ in 0..<warmup { body() }
-    var times: [Double] = []
-    let total = Stopwatch()
-    while total.seconds < (seconds ?? self.seconds) || times.count < 3 { times.append(Stopwatch.time(body)) }
-    return times
+    repeatedTimes(seconds: seconds ?? self.seconds, warmup: warmup, body)
   }
 
   /// Rounds that alternate the sgemm peak and the training step: this machine's speed can change by half within
@@ -188,6 +184,15 @@ struct BenchCommand: ParsableCommand {
     }
     print(String(format: "  total %.1f ms per step", total))
   }
+}
+
+/// The times of `body`, repeated for about `seconds` (at least 3 times) after `warmup` calls.
+func repeatedTimes(seconds: Double, warmup: Int = 1, _ body: () -> Void) -> [Double] {
+  for _ in 0..<warmup { body() }
+  var times: [Double] = []
+  let total = Stopwatch()
+  while total.seconds < seconds || times.count < 3 { times.append(Stopwatch.time(body)) }
+  return times
 }
 
 /// The reference: sgemm on 1024 x 1024 matrices with BLAS's own threads, one per core, in this process. The

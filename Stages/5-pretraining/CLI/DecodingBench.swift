@@ -54,7 +54,7 @@ struct DecodingBench {
     }
     let count = min(DecodingBench.newTokens, config.context - prompt.count)
     let decode = median(
-      repeated(seconds: seconds) {
+      repeatedTimes(seconds: seconds) {
         _ = model.generate(prompt, count: count, sampling: Sampling(temperature: 0), seed: 0, useCache: true)
       })
     let tokensPerSecond = Double(count) / decode
@@ -73,7 +73,7 @@ struct DecodingBench {
     model.eval()
     defer { model.train() }
     let prefill = median(
-      repeated(seconds: seconds) {
+      repeatedTimes(seconds: seconds) {
         noGrad { _ = model(long, caches: model.makeCaches()) }
       })
     print(
@@ -84,15 +84,6 @@ struct DecodingBench {
     print(
       String(
         format: "  peak resident memory of the process so far %.0f MB", Double(peakResidentBytes()) / 1e6))
-  }
-
-  /// The times of `body`, after one warm-up call, repeated for about `seconds` and at least 3 times.
-  func repeated(seconds: Double, _ body: () -> Void) -> [Double] {
-    body()
-    var times: [Double] = []
-    let total = Stopwatch()
-    while total.seconds < seconds || times.count < 3 { times.append(Stopwatch.time(body)) }
-    return times
   }
 
   /// GB/s of a copy of 256 MB (far beyond the caches) cut into one piece per core, all copying at once: what the
@@ -109,7 +100,7 @@ struct DecodingBench {
     target.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
     nonisolated(unsafe) let (from, to) = (source, target)
     let time = median(
-      repeated(seconds: seconds) {
+      repeatedTimes(seconds: seconds) {
         Parallel.forEach(Parallel.cores, grain: 1) { pieces in
           for piece in pieces {
             let range = (bytes * piece / Parallel.cores)..<(bytes * (piece + 1) / Parallel.cores)
