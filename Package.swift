@@ -10,6 +10,7 @@ let stages = [
   "3-layers-optimizers",
   "4-transformer",
   "5-pretraining",
+  "6-fine-tuning",
 ]
 
 /// Release builds of a stage and of the kernels skip Swift's run-time exclusivity check on class properties: in the

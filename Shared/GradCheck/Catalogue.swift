@@ -364,6 +364,55 @@ public let catalogue: [GradCase] = [
     [2, 5] with segments 0 0 0 1 1 in each row and the last position of the second row padding; the MLM
     cross-entropy at flat positions 1, 3, 6, 8 against the targets plus the NSP cross-entropy against labels 0, 1
     """),
+  // MARK: - Stage 6: fine-tuning
+  GradCase(
+    "lora_linear", stage: 6,
+    inputs: [
+      .init("x", [2, 3, 4], anyReal), .init("weight", [5, 4], .uniform(-0.5, 0.5)), .init("bias", [5], anyReal),
+      .init("a", [2, 4], .uniform(-0.5, 0.5)), .init("b", [5, 2], .uniform(-0.5, 0.5)),
+    ],
+    """
+    a Linear 4 -> 5 with a LoRA of rank 2 and alpha 4 (scale 2): x W^T + b + 2 (x A^T) B^T (B drawn, not zero, so
+    that A's gradient is not zero either)
+    """),
+  GradCase(
+    "bottleneck_adapter", stage: 6,
+    inputs: [
+      .init("h", [2, 3, 6], anyReal), .init("down_weight", [2, 6], .uniform(-0.5, 0.5)),
+      .init("down_bias", [2], anyReal), .init("up_weight", [6, 2], .uniform(-0.5, 0.5)), .init("up_bias", [6], anyReal),
+    ],
+    "a bottleneck adapter, width 6 through 2: h + up(GELU(down(h))) (up drawn, not zero)"),
+  GradCase(
+    "ia3_attention", stage: 6,
+    inputs: [
+      .init("x", [1, 3, 8], anyReal), .init("qkv_weight", [24, 8], .uniform(-0.5, 0.5)),
+      .init("projection_weight", [8, 8], .uniform(-0.5, 0.5)), .init("key_scale", [8], .uniform(0.5, 1.5)),
+      .init("value_scale", [8], .uniform(0.5, 1.5)),
+    ],
+    """
+    causal multi-head self-attention (2 heads, no biases) whose keys and values are scaled feature by feature by
+    key_scale and value_scale after the qkv projection (IA3)
+    """),
+  GradCase(
+    "prefix_attention", stage: 6,
+    inputs: [
+      .init("x", [2, 3, 8], anyReal), .init("qkv_weight", [24, 8], .uniform(-0.5, 0.5)),
+      .init("projection_weight", [8, 8], .uniform(-0.5, 0.5)), .init("table", [2, 16], anyReal),
+    ],
+    """
+    causal multi-head self-attention (2 heads, no biases) with a prefix of 2 positions: the table [2, 1 x 2 x 8]
+    holds the prefix keys and values of the one layer, which stand before the keys and values of both rows of x
+    """),
+  GradCase(
+    "gpt_prompt", stage: 6,
+    inputs: [
+      .init("parameters", [3660], .uniform(-0.5, 0.5)), .init("prompt", [2, 12], anyReal),
+      .init("tokens", [1, 3], .classes(7)),
+    ],
+    """
+    the GPT of gpt_logits with a prompt of 2 learned embeddings before its 3 tokens (positions 0, 1 for the prompt,
+    2 to 4 for the tokens): the logits [1, 3, 7] of the tokens
+    """),
 ]
 
 /// The catalogue cases a stage must build: those of stages 1...stage.
