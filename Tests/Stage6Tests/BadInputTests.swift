@@ -57,6 +57,21 @@ enum BadValues {
     ])
   static let tokenize = BadValues.cases(["tokenize", "--out-dir", "/tmp/x"], [("--vocab", BadValues.count)])
   static let bench = BadValues.cases(["bench"], [("--seconds", BadValues.positive + ["601", "1e12"])])
+  static let finetune = BadValues.cases(
+    ["finetune"],
+    [
+      ("--steps", BadValues.count), ("--batch-size", BadValues.count), ("--lr", BadValues.positive),
+      ("--warmup", ["-1", "1e12", "nan", "x"]), ("--seed", BadValues.seed), ("--last-k", BadValues.count),
+      ("--rank", BadValues.count), ("--alpha", BadValues.positive), ("--lora-dropout", BadValues.fraction),
+      ("--reduction", BadValues.count), ("--virtual-tokens", BadValues.count), ("--prefix-hidden", BadValues.count),
+    ])
+  static let compare =
+    BadValues.cases(
+      ["compare"],
+      [
+        ("--lm-steps", BadValues.count), ("--cls-steps", BadValues.count), ("--batch-size", BadValues.count),
+        ("--seeds", BadValues.count), ("--cls-lr", BadValues.positive),
+      ]) + BadValues.cases(["digits"], [("--seeds", BadValues.count)])
   /// Sizes in range whose product is too large for the machine: the memory estimate refuses them.
   static let tooLarge = [
     BadInput(arguments: ["train", "--width", "65536", "--heads", "1"], option: "--width"),
@@ -67,7 +82,7 @@ enum BadValues {
     BadInput(arguments: ["train", "--width", "30", "--heads", "4"], option: "--heads"),
   ]
 
-  @Test(arguments: train + sample + tokenize + bench + tooLarge)
+  @Test(arguments: train + sample + tokenize + bench + finetune + compare + tooLarge)
   func aBadValueEndsInOneLineNamingTheOption(_ input: BadInput) throws {
     let result = try runTool(Self.executable, input.arguments)
     let lines = result.errorOutput.split(separator: "\n")

@@ -95,7 +95,7 @@ import Testing
     let options = metadata["options"]!.split(separator: " ").map(String.init)
     let other: [String: String] = [
       "--corpus": "other.txt", "--tokenizer": "bpe", "--vocab": "300", "--context": "8", "--layers": "2",
-      "--heads": "4", "--width": "16", "--dropout": "0.1", "--batch-size": "8", "--accumulation": "2",
+      "--heads": "4", "--width": "16", "--dropout": "0.1", "--bias": "on", "--batch-size": "8", "--accumulation": "2",
       "--lr": "0.01", "--min-lr": "0.0005", "--warmup": "3", "--eval-every": "5", "--eval-batches": "3",
       "--sampling": "epochs", "--seed": "7",
     ]

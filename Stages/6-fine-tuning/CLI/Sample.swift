@@ -13,6 +13,8 @@ struct SampleCommand: ResumableCommand {
     help:
       "Or a Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer.json or vocab.json and merges.txt).")
   var hf: String?
+  @Option(help: "An adapter file `stage6 finetune` wrote for this model: sample the fine-tuned model.")
+  var adapter: String?
   @Option(help: "The text to continue (default: a newline, or the tokenizer's first character if it has none).")
   var prompt: String?
   @Option(parsing: .unconditional, help: "How many tokens to generate.") var tokens = 500
@@ -54,6 +56,7 @@ struct SampleCommand: ResumableCommand {
 
   func run() throws {
     let (model, tokenizer) = try loadModel()
+    if let adapter { try AdapterFile.load(adapter, onto: model) }
     var ids = defaultPrompt(tokenizer)
     if let prompt {
       do {

@@ -30,6 +30,8 @@ struct TrainCommand: ResumableCommand {
   @Option(parsing: .unconditional, help: "Transformer blocks.") var layers = 4
   @Option(parsing: .unconditional, help: "Attention heads per block.") var heads = 4
   @Option(parsing: .unconditional, help: "Model width (a multiple of --heads).") var width = 128
+  @Option(help: "Biases in the Linears and LayerNorms: off (nanoGPT's configuration) or on (GPT-2's).")
+  var bias = Switch.off
   @Option(parsing: .unconditional, help: "Dropout on embeddings, attention weights and residual branches.")
   var dropout = 0.0
   @Option(parsing: .unconditional, help: "Windows per micro-batch.") var batchSize = 12
@@ -86,6 +88,7 @@ struct TrainCommand: ResumableCommand {
     config.heads = heads
     config.width = width
     config.dropout = dropout
+    config.bias = bias == .on
     config.batchSize = batchSize
     config.accumulation = accumulation
     config.steps = steps
@@ -152,7 +155,7 @@ struct TrainCommand: ResumableCommand {
       (\(data.tokenizer.vocabularySize) ids)
       data: \(data.trainInfo.tokens) training and \(data.valInfo.tokens) validation tokens, 90/10 by position \
       (\(reused ? "token files reused from" : "tokenized into") \(data.directory))
-      model: \(layers) layers, \(heads) heads, width \(width), context \(context), no bias, dropout \(dropout) \
+      model: \(layers) layers, \(heads) heads, width \(width), context \(context), \(bias == .on ? "biases" : "no bias"), dropout \(dropout) \
       (\(trainer.model.parameterCount) parameters)
       training: AdamW lr \(lr) -> \(minLr) (warmup \(warmup), cosine), batch \(batchSize) x \(accumulation) x \
       \(context) tokens, \(steps) steps, clip 1.0, \(sampling.rawValue) windows

@@ -8,16 +8,26 @@ import Support
 public enum AdapterFile {
   public static let format = "stage6-adapter"
 
+  /// Whether `path` holds an adapter file (which a new one may replace).
+  static func isAdapterFile(at path: String) -> Bool {
+    (try? readSafetensors(path))?.metadata["format"] == format
+  }
+
   /// Writes `model`'s trained parameters to `path`. A reparametrised prefix is folded first: the file holds the
   /// keys and values the MLP makes, not the MLP.
   public static func save(_ model: GPT<Float>, to path: String) throws {
+    try writeAtomically(Data(try bytes(model)), to: path, as: "--adapter")
+  }
+
+  /// The file's bytes.
+  public static func bytes(_ model: GPT<Float>) throws -> [UInt8] {
     guard let setup = model.fineTuning else { throw UserError("the model is not set up for fine-tuning") }
     model.prefix?.fold()
     var config = setup.config
     config.prefixHidden = nil  // folded
     var tensors: [String: SafeTensor] = [:]
     for (name, p) in model.namedParameters() { tensors[name] = try SafeTensor(p.storage, shape: p.shape) }
-    try writeSafetensors(tensors, metadata: metadata(config, base: setup.baseFingerprint), to: path)
+    return encodeSafetensors(tensors, metadata: metadata(config, base: setup.baseFingerprint))
   }
 
   /// Sets `model` (the pretrained base, not yet set up) up as the file's method and loads its parameters. The file
@@ -57,7 +67,7 @@ public enum AdapterFile {
       values[name] = floats
     }
     for (name, p) in try model.prepareFineTuning(start) { p.storage = values[name]! }
-    model.fineTuning = FineTuningSetup(config: config, baseFingerprint: base)
+    model.fineTuning!.config = config
     return config
   }
 

@@ -108,3 +108,19 @@ extension GPT {
     for layer in layers { try layer.lora!.unmerge(from: layer) }
   }
 }
+
+extension GPT where Scalar == Float {
+  /// PEFT's merge_and_unload: merges every LoRA into its weight, removes them, and unfreezes the base, which leaves
+  /// the plain GPT the fine-tuning made (a Hugging Face folder, `export`'s, can hold it).
+  public func mergeAndUnload() throws {
+    guard let setup = fineTuning, setup.config.method == .lora else {
+      throw UserError(
+        "merge: only LoRA's updates merge into the weights; this model is set up for "
+          + (fineTuning?.config.method.rawValue ?? "no fine-tuning"))
+    }
+    try mergeLoRA()
+    for layer in loraLayers { layer.lora = nil }
+    for (_, tensor) in setup.frozen { tensor.requiringGrad() }
+    fineTuning = nil
+  }
+}

@@ -33,6 +33,18 @@ public enum FineTuningMethod: String, CaseIterable, Sendable {
   case ia3
 }
 
+extension FineTuningMethod {
+  /// The peak learning rate `finetune` uses unless told otherwise: the middle of `compare`'s sweep, which found
+  /// it best or close on this model. Methods that train few numbers far from their start need larger steps.
+  public var defaultLearningRate: Double {
+    switch self {
+    case .full, .lastK: 1e-3
+    case .head, .lora, .houlsby, .pfeiffer, .prefix, .prompt: 1e-2
+    case .bitfit, .layernorm, .ia3: 3e-2
+    }
+  }
+}
+
 /// The projections LoRA can adapt, by the names of the block's layers.
 public enum LoRATarget: String, CaseIterable, Sendable {
   /// The attention's query-key-value projection (GPT-2's c_attn).
@@ -68,12 +80,21 @@ public struct FineTuningConfig: Sendable, Equatable {
   public var seed: UInt64 = 0
 
   public init(method: FineTuningMethod) { self.method = method }
+
+  /// How many tokens fit in a context of `context` beside the method's virtual tokens (prompt tuning's take
+  /// positions; prefix tuning's do not).
+  public func tokenWindow(context: Int) -> Int { context - (method == .prompt ? virtualTokens : 0) }
 }
 
 /// What `prepareFineTuning` did: the method, and the fingerprint of the base weights it was applied to.
-public struct FineTuningSetup: Sendable {
-  public let config: FineTuningConfig
+public struct FineTuningSetup {
+  public internal(set) var config: FineTuningConfig
   public let baseFingerprint: String
+  /// The base parameters the method froze (they no longer show in `namedParameters()`).
+  public let frozen: [(name: String, tensor: Tensor<Float>)]
+  /// The base's parameters: their names and how many numbers they hold.
+  public let baseNames: Set<String>
+  public let baseWeights: Int
 }
 
 extension GPT where Scalar == Float {
@@ -81,8 +102,11 @@ extension GPT where Scalar == Float {
   /// trains. Before any update the model computes exactly what it did (every addition starts as the identity).
   /// Returns the parameters that train, by name; `tokenizer` is needed for prompt tuning's `.text` start only.
   @discardableResult
+  ///
+  /// With `languageModelHead` false the model feeds a task's own head (a classifier): then `head` trains nothing
+  /// of the base (a linear probe) and `last-k` trains the blocks and the final LayerNorm, not the token embedding.
   public func prepareFineTuning(
-    _ tuning: FineTuningConfig, tokenizer: (any Tokenizer)? = nil
+    _ tuning: FineTuningConfig, tokenizer: (any Tokenizer)? = nil, languageModelHead: Bool = true
   ) throws -> [(name: String, tensor: Tensor<Float>)] {
     guard fineTuning == nil else {
       throw UserError("the model is set up for \(fineTuning!.config.method.rawValue) already")
@@ -92,6 +116,11 @@ extension GPT where Scalar == Float {
     var rng = SeededRNG(seed: tuning.seed)
     let random = RandomSource(seed: tuning.seed &+ 1)
     let (c, layers) = (config.width, config.layers)
+    /// The language model's head: the final LayerNorm and the output matrix (the tied token embedding). A
+    /// classifier brings a head of its own, so then there is none here.
+    func isHead(_ name: String) -> Bool {
+      languageModelHead && (name.hasPrefix("finalNorm.") || name == "tokenEmbedding.weight")
+    }
     /// Freezes every base parameter whose name `trains` rejects.
     func train(only trains: (String) -> Bool) {
       for (name, p) in base where !trains(name) { p.requiringGrad(false) }
@@ -104,7 +133,7 @@ extension GPT where Scalar == Float {
         throw UserError("--last-k must be between 1 and the model's \(layers) blocks, got \(tuning.lastK)")
       }
       let blocks = ((layers - tuning.lastK)..<layers).map { "blocks.\($0)." }
-      train { name in isHead(name) || blocks.contains { name.hasPrefix($0) } }
+      train { name in isHead(name) || name.hasPrefix("finalNorm.") || blocks.contains { name.hasPrefix($0) } }
     case .bitfit:
       guard base.contains(where: { isBias($0.name) }) else {
         throw UserError("bitfit: the base model has no biases to train (it was pretrained with --bias off)")
@@ -132,7 +161,11 @@ extension GPT where Scalar == Float {
       }
     case .prefix:
       train { _ in false }
-      prefix = PrefixTuning(config, length: tuning.virtualTokens, hidden: tuning.prefixHidden, rng: &rng)
+      if let hidden = tuning.prefixHidden {
+        prefix = PrefixTuning(config, length: tuning.virtualTokens, hidden: hidden, rng: &rng)
+      } else {
+        prefix = PrefixTuning(config, table: realKeysAndValues(tuning.virtualTokens, rng: &rng))
+      }
     case .prompt:
       guard tuning.virtualTokens < config.context else {
         throw UserError(
@@ -148,12 +181,37 @@ extension GPT where Scalar == Float {
         block.hiddenScale = Tensor.ones([4 * c], requiresGrad: true)
       }
     }
-    fineTuning = FineTuningSetup(config: tuning, baseFingerprint: fingerprint)
+    fineTuning = FineTuningSetup(
+      config: tuning, baseFingerprint: fingerprint, frozen: base.filter { !$0.tensor.requiresGrad },
+      baseNames: Set(base.map(\.name)),
+      baseWeights: base.reduce(0) { $0 + $1.tensor.count })
     return namedParameters()
   }
 
-  /// The final LayerNorm and the head (the tied token embedding).
-  private func isHead(_ name: String) -> Bool { name.hasPrefix("finalNorm.") || name == "tokenEmbedding.weight" }
+  /// A prefix table [P, layers x 2 x C] that starts as the keys and values this model computes for P tokens drawn
+  /// from the vocabulary: Li and Liang found a prefix started from real activations trains far better than a random
+  /// one, whose keys and values the network has never seen the like of.
+  private func realKeysAndValues(_ p: Int, rng: inout SeededRNG) -> Tensor<Float> {
+    let ids = (0..<p).map { _ in rng.index(below: config.vocabulary) }
+    let caches = makeCaches()
+    noGrad { _ = self(ids, caches: caches) }
+    let (c, h) = (config.width, config.heads)
+    let d = c / h
+    var table = [Float](repeating: 0, count: p * config.layers * 2 * c)
+    for (layer, cache) in caches.enumerated() {
+      for (kind, values) in [cache.keys, cache.values].enumerated() {  // each [1, H, P, D]
+        for head in 0..<h {
+          for position in 0..<p {
+            for i in 0..<d {
+              table[position * config.layers * 2 * c + (layer * 2 + kind) * c + head * d + i] =
+                values[(head * p + position) * d + i]
+            }
+          }
+        }
+      }
+    }
+    return Tensor(table, shape: [p, config.layers * 2 * c], requiresGrad: true)
+  }
 
   /// A Linear's bias or a LayerNorm's shift.
   private func isBias(_ name: String) -> Bool { name.hasSuffix(".bias") || name.hasSuffix(".beta") }
@@ -173,7 +231,7 @@ extension GPT where Scalar == Float {
       let variance = table.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / Double(table.count)
       return Tensor.normal([p, c], std: Float(variance.squareRoot()), rng: &rng, requiresGrad: true)
     case .vocabulary:
-      return rows((0..<p).map { _ in min(Int(rng.unit() * Double(config.vocabulary)), config.vocabulary - 1) })
+      return rows((0..<p).map { _ in rng.index(below: config.vocabulary) })
     case .text:
       guard let tokenizer else { throw UserError("--prompt-init text needs the base model's tokenizer") }
       let ids = try tokenizer.encode(tuning.promptText)

@@ -59,21 +59,16 @@ public final class PrefixTuning<Scalar: TensorScalar>: Module {
   public private(set) var encoderOut: Linear<Scalar>?
   public var isTraining = true
 
-  /// A prefix of `length` positions for a GPT of `config`, its table (or, with `hidden`, the small table and the
-  /// MLP) drawn from `rng`: the table and the small table N(0, 1) as PEFT's embedding, the MLP as PyTorch's Linear.
-  public init(_ config: GPTConfig, length: Int, hidden: Int?, rng: inout SeededRNG) {
+  /// A reparametrised prefix of `length` positions for a GPT of `config`: the small table N(0, 1) as PEFT's
+  /// embedding, and the MLP (hidden width `hidden`) drawn as PyTorch's Linear, from `rng`.
+  public init(_ config: GPTConfig, length: Int, hidden: Int, rng: inout SeededRNG) {
     (layers, heads, width, self.length) = (config.layers, config.heads, config.width, length)
-    let columns = layers * 2 * width
-    if let hidden {
-      seed = Tensor.normal([length, width], rng: &rng, requiresGrad: true)
-      encoderIn = Linear(width, hidden, rng: &rng)
-      encoderOut = Linear(hidden, columns, rng: &rng)
-    } else {
-      table = Tensor.normal([length, columns], rng: &rng, requiresGrad: true)
-    }
+    seed = Tensor.normal([length, width], rng: &rng, requiresGrad: true)
+    encoderIn = Linear(width, hidden, rng: &rng)
+    encoderOut = Linear(hidden, layers * 2 * width, rng: &rng)
   }
 
-  /// A prefix whose table is given (an adapter file's).
+  /// A prefix whose table is given (an adapter file's, or the keys and values of real tokens).
   public init(_ config: GPTConfig, table: Tensor<Scalar>) {
     (layers, heads, width, length) = (config.layers, config.heads, config.width, table.shape[0])
     precondition(table.shape == [length, layers * 2 * width], "PrefixTuning: table \(table.shape)")

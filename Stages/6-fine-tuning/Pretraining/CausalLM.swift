@@ -20,6 +20,8 @@ public struct TrainConfig: Sendable {
   public var heads = 4
   public var width = 128
   public var dropout = 0.0
+  /// Biases in the Linears and LayerNorms (GPT-2 has them; nanoGPT's configuration leaves them out).
+  public var bias = false
   /// Windows per micro-batch, and micro-batches per optimizer step (gradient accumulation).
   public var batchSize = 12
   public var accumulation = 1
@@ -38,11 +40,11 @@ public struct TrainConfig: Sendable {
 
   public init() {}
 
-  /// The model, for a tokenizer of `vocabulary` ids: GPT-2's blocks without biases, as nanoGPT's config.
+  /// The model, for a tokenizer of `vocabulary` ids: GPT-2's blocks, without biases unless `bias` (nanoGPT's config).
   public func model(vocabulary: Int) -> GPTConfig {
     var config = GPTConfig(vocabulary: vocabulary, context: context, layers: layers, heads: heads, width: width)
     config.dropout = dropout
-    config.bias = false
+    config.bias = bias
     return config
   }
 
@@ -60,7 +62,8 @@ public struct TrainConfig: Sendable {
     let options: [(flag: String, value: String)] = [
       ("--corpus", corpus), ("--tokenizer", tokenizer.rawValue), ("--vocab", String(vocabulary)),
       ("--context", String(context)), ("--layers", String(layers)), ("--heads", String(heads)),
-      ("--width", String(width)), ("--dropout", String(dropout)), ("--batch-size", String(batchSize)),
+      ("--width", String(width)), ("--dropout", String(dropout)), ("--bias", bias ? "on" : "off"),
+      ("--batch-size", String(batchSize)),
       ("--accumulation", String(accumulation)), ("--steps", String(steps)), ("--lr", String(learningRate)),
       ("--min-lr", String(minLearningRate)), ("--warmup", String(warmup)), ("--eval-every", String(evalEvery)),
       ("--eval-batches", String(evalBatches)), ("--sampling", order.rawValue), ("--seed", String(seed)),

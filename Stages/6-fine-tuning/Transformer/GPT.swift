@@ -224,6 +224,15 @@ public final class GPT<Scalar: TensorScalar>: Module {
   public func callAsFunction(
     _ tokens: [Int], batch: Int = 1, keyPadding: Tensor<Scalar>? = nil, caches: [LayerCache<Scalar>]? = nil
   ) -> Tensor<Scalar> {
+    // The head is the embedding matrix read the other way: logits = h @ E^T (weight tying, as GPT-2).
+    features(tokens, batch: batch, keyPadding: keyPadding, caches: caches).linear(tokenEmbedding.weight, nil)
+  }
+
+  /// The final hidden states [B, T, C] (after the final LayerNorm): what the head reads, and what a classifier
+  /// head reads instead when the model is fine-tuned for classification.
+  public func features(
+    _ tokens: [Int], batch: Int = 1, keyPadding: Tensor<Scalar>? = nil, caches: [LayerCache<Scalar>]? = nil
+  ) -> Tensor<Scalar> {
     let t = tokens.count / batch
     let cached = caches?.first?.count ?? 0
     let first = cached == 0  // the virtual tokens go in now
@@ -254,8 +263,7 @@ public final class GPT<Scalar: TensorScalar>: Module {
       x = block(x, keyPadding: keyPadding, cache: caches?[i], prefix: prefixes?[i])
     }
     if promptRows > 0 { x = x.split([promptRows, t], axis: 1)[1] }
-    // The head is the embedding matrix read the other way: logits = h @ E^T (weight tying, as GPT-2).
-    return finalNorm(x).linear(tokenEmbedding.weight, nil)
+    return finalNorm(x)
   }
 
   /// Empty key/value caches, one per block, for decoding one token at a time.
