@@ -53,11 +53,13 @@ public enum Check {
   /// A training loss that is not a number stops the run: every step after it would only spread NaN into the
   /// weights, and a checkpoint of them is worth nothing. The message gives the step and the usual cure.
   /// `what` says which loss: the training loss of a step, or a held-out loss measured after it.
-  public static func finiteLoss(_ loss: Double, step: Int, learningRate: Double, what: String = "the loss") throws {
+  public static func finiteLoss(
+    _ loss: Double, step: Int, learningRate: Double, what: String = "the loss", option: String = "--lr"
+  ) throws {
     guard !loss.isFinite else { return }
     let value = loss.isNaN ? "nan" : String(describing: loss)  // not "-nan": a NaN's sign means nothing
     var message = "training diverged: \(what) is \(value) at step \(step)"
-    message += "; try a lower --lr than " + formatNumber(learningRate)
+    message += "; try a lower \(option) than " + formatNumber(learningRate)
     throw UserError(message)
   }
 }

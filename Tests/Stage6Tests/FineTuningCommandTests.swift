@@ -98,7 +98,7 @@ import Testing
       "--batch-size", "2", "--plot-dir", directory,
     ])
     #expect(result.status == 0, "\(result.errorOutput)")
-    for row in ["head ", "prompt ", "pretrained, not tune", "from scratch", "majority speaker"] {
+    for row in ["head ", "prompt ", "pretrained, not tuned", "from scratch", "majority speaker"] {
       #expect(result.output.contains("\n" + row), "\(row): \(result.output)")
     }
     let csv = try String(contentsOfFile: directory + "/compare-table.csv", encoding: .utf8)

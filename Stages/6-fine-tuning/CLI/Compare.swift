@@ -31,7 +31,10 @@ struct CompareCommand: ParsableCommand {
   @Option(help: "Where compare.csv and compare.png go.") var plotDir = defaultPlotDir
 
   func validate() throws {
-    _ = try chosenMethods()
+    let chosen = try chosenMethods()
+    if let twice = chosen.first(where: { method in chosen.filter { $0 == method }.count > 1 }) {
+      throw UserError("--methods names \(twice.rawValue) twice")
+    }
     try Check.count(lmSteps, "--lm-steps", in: 1...1_000_000)
     try Check.count(clsSteps, "--cls-steps", in: 1...1_000_000)
     try Check.count(batchSize, "--batch-size", in: 1...100_000)
@@ -73,12 +76,21 @@ struct CompareCommand: ParsableCommand {
 
   func run() throws {
     let chosen = try chosenMethods()
-    try prepareOutputDirectory(plotDir)
+    do {
+      try prepareOutputDirectory(plotDir)
+    } catch let error as UserError {
+      throw UserError("--plot-dir: \(error)")
+    }
     try reserveLineChartFiles(name: "compare", directory: plotDir)
     let clock = Stopwatch()
     let (makeModel, tokenizer, corpus) = try baseOptions.loader()
     let base = try makeModel()
     let (c, context) = (base.config.width, base.config.context)
+    guard context > 10 else {
+      throw UserError(
+        "the base '\(baseOptions.base)' has a context of \(context); compare needs more than 10 (prompt tuning's 10 "
+          + "virtual tokens and at least one character)")
+    }
     let lm = try LanguageModelTask(corpus: corpus, tokenizer: tokenizer, seed: 1)
     let window = context - 10  // room for 10 virtual tokens of prompt tuning: every method reads the same
     let speakers = try (0..<seeds).map {
@@ -88,11 +100,13 @@ struct CompareCommand: ParsableCommand {
       """
       base: \(baseOptions.base), \(base.parameterCount) parameters (\(base.config.layers) layers, width \(c), \
       context \(context))
-      (b) the new plays as a language model: \(lm.train.count) characters to train on, \(lm.validation.count) to \
-      choose the learning rate, \(lm.heldOut.count) held out; \(lmSteps) steps of \(batchSize) windows
+      (b) the new plays as a language model: \(lm.plays.train.count) characters to train on, \
+      \(lm.plays.validation.count) to choose the learning rate, \(lm.plays.heldOut.count) held out; \(lmSteps) steps \
+      of \(batchSize) windows
       (a) speakers \(SpeakerTask.speakers.joined(separator: ", ")): \(speakers[0].train.count) / \
-      \(speakers[0].validation.count) / \(speakers[0].test.count) speeches (train / validation / test), first \
-      \(window) characters; \(clsSteps) steps of \(batchSize), \(seeds) seeds
+      \(speakers[0].validation.count) / \(speakers[0].test.count) speeches (train / validation / test), at most \
+      \(SpeakerTask.windowsPerSpeech) windows of \(window) tokens each; \(clsSteps) steps of \(batchSize), \(seeds) \
+      seeds
       """)
     var rows: [Row] = []
     // The base's losses, measured once for each window length the methods use.
@@ -112,14 +126,18 @@ struct CompareCommand: ParsableCommand {
       for factor in [1.0 / 3, 1, 3] {
         let lr = method.defaultLearningRate * factor
         let model = try makeModel()
-        let result = try lm.run(
-          model: model, tuning: tuning, settings: settings(lr, steps: lmSteps, seed: 1), tokenizer: tokenizer,
-          measure: false
-        ) { showProgressLine("(b) lr \(String(format: "%.0e", lr)): " + $0) }
-        row.sweep.append((lr, result.validationAfter))
-        if best == nil || result.validationAfter < best!.result.validationAfter { best = (result, model, lr) }
+        let run = try Self.unlessDiverged {
+          try lm.run(
+            model: model, tuning: tuning, settings: settings(lr, steps: lmSteps, seed: 1), tokenizer: tokenizer,
+            measure: false
+          ) { showProgressLine("(b) lr \(String(format: "%.0e", lr)): " + $0) }
+        }
+        row.sweep.append((lr, run?.validationAfter ?? .nan))
+        if let run, best == nil || run.validationAfter < best!.result.validationAfter { best = (run, model, lr) }
       }
-      var (result, model, lr) = best!
+      guard var (result, model, lr) = best else {
+        throw UserError("(b) \(method.rawValue): training diverged at every learning rate of the sweep")
+      }
       let before = baseline(result.window)
       lm.measure(&result, model: model, baseline: before)
       (row.trainable, row.total, row.memory) = (result.trainable, result.total, result.ledger.total)
@@ -131,19 +149,26 @@ struct CompareCommand: ParsableCommand {
       var first: (result: SpeakerResult, model: GPT<Float>, lr: Double)?
       for lr in clsLr.map({ [$0] }) ?? Self.classificationRates {
         let model = try makeModel()
-        let result = try speakers[0].run(
-          model: model, tuning: tuning, settings: settings(lr, steps: clsSteps, seed: 1), tokenizer: tokenizer
-        ) { showProgressLine("(a) seed 1, lr \(String(format: "%.0e", lr)): " + $0) }
-        row.clsSweep.append((lr, result.validationAccuracy))
-        if first == nil || result.validationAccuracy > first!.result.validationAccuracy { first = (result, model, lr) }
+        let run = try Self.unlessDiverged(clsLr == nil) {
+          try speakers[0].run(
+            model: model, tuning: tuning, settings: settings(lr, steps: clsSteps, seed: 1), tokenizer: tokenizer
+          ) { showProgressLine("(a) seed 1, lr \(String(format: "%.0e", lr)): " + $0) }
+        }
+        row.clsSweep.append((lr, run?.validationAccuracy ?? .nan))
+        if let run, first == nil || run.validationAccuracy > first!.result.validationAccuracy {
+          first = (run, model, lr)
+        }
       }
-      row.clsLearningRate = first!.lr
-      row.accuracies.append(first!.result.testAccuracy)
+      guard let first else {
+        throw UserError("(a) \(method.rawValue): training diverged at every learning rate of the sweep")
+      }
+      row.clsLearningRate = first.lr
+      row.accuracies.append(first.result.testAccuracy)
       row.clsForgetting =
-        languageModelLoss(first!.model, tokens: lm.pretrainingSample, window: result.window) - before.sample
+        languageModelLoss(first.model, tokens: lm.pretrainingSample, window: result.window) - before.sample
       for (k, task) in speakers.enumerated().dropFirst() {
         let result = try task.run(
-          model: try makeModel(), tuning: tuning, settings: settings(first!.lr, steps: clsSteps, seed: UInt64(k + 1)),
+          model: try makeModel(), tuning: tuning, settings: settings(first.lr, steps: clsSteps, seed: UInt64(k + 1)),
           tokenizer: tokenizer
         ) { showProgressLine("(a) seed \(k + 1): " + $0) }
         row.accuracies.append(result.testAccuracy)
@@ -200,37 +225,47 @@ struct CompareCommand: ParsableCommand {
       row.bitsPerCharacter, 100 * row.meanAccuracy, 100 * row.accuracySpread)
   }
 
-  /// The table as text: one row per method, then the baselines.
+  /// The table as text: one row per method, then the baselines. A sweep lists the validation figure at each rate
+  /// it tried, the chosen one starred.
   func table(_ rows: [Row]) -> String {
-    func cell(_ text: String, _ width: Int) -> String {
+    func right(_ text: String, _ width: Int) -> String {
       String(repeating: " ", count: max(0, width - text.count)) + text
     }
+    func left(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
     func number(_ value: Double, _ format: String) -> String { value.isNaN ? "-" : String(format: format, value) }
+    func rate(_ value: Double) -> String { value == 0 ? "-" : String(format: "%.0e", value) }
+    func line(_ cells: [String]) -> String {
+      left(cells[0], 22) + right(cells[1], 9) + right(cells[2], 7) + right(cells[3], 9) + right(cells[4], 10)
+        + right(cells[5], 8) + right(cells[6], 8) + "  " + left(cells[7], 20) + right(cells[8], 9)
+        + right(cells[9], 11) + right(cells[10], 8) + "  " + left(cells[11], 14) + right(cells[12], 13)
+        + right(cells[13], 11)
+    }
     var lines = [
-      "method                   trained      %   memory  adapter  ms/step  lr (b)  sweep (b): val loss at lr/3 lr 3lr"
-        + "   (b) bits/char  forget (b)  lr (a)  sweep (a): val   (a) accuracy  forget (a)"
+      line([
+        "method", "trained", "%", "memory", "adapter", "ms/step", "lr (b)", "sweep (b): val loss", "bits/char",
+        "forget (b)", "lr (a)", "sweep (a): val", "accuracy (a)", "forget (a)",
+      ])
     ]
     for row in rows {
-      let sweep = row.sweep.map { String(format: $0.lr == row.learningRate ? "%.3f*" : "%.3f", $0.validation) }
+      let sweep = row.sweep.map {
+        $0.validation.isNaN ? "-" : String(format: $0.lr == row.learningRate ? "%.3f*" : "%.3f", $0.validation)
+      }
+      let clsSweep = row.clsSweep.map {
+        $0.validation.isNaN
+          ? "-" : String(format: $0.lr == row.clsLearningRate ? "%.0f%%*" : "%.0f%%", 100 * $0.validation)
+      }
       lines.append(
-        row.method.padding(toLength: 20, withPad: " ", startingAt: 0)
-          + cell(row.trainable == 0 ? "-" : String(row.trainable), 11)
-          + cell(row.total == 0 ? "-" : String(format: "%.2f", 100 * Double(row.trainable) / Double(row.total)), 7)
-          + cell(row.memory == 0 ? "-" : formatBytes(row.memory), 9)
-          + cell(row.adapterBytes == 0 ? "-" : formatBytes(row.adapterBytes), 9)
-          + cell(row.stepSeconds == 0 ? "-" : String(format: "%.1f", row.stepSeconds * 1e3), 9)
-          + cell(row.learningRate == 0 ? "-" : String(format: "%.0e", row.learningRate), 8)
-          + "  " + sweep.joined(separator: " ").padding(toLength: 35, withPad: " ", startingAt: 0)
-          + cell(number(row.bitsPerCharacter, "%.4f"), 15) + cell(number(row.lmForgetting, "%+.4f"), 12)
-          + cell(row.clsLearningRate == 0 ? "-" : String(format: "%.0e", row.clsLearningRate), 8) + "  "
-          + row.clsSweep.map {
-            String(format: $0.lr == row.clsLearningRate ? "%.0f%%*" : "%.0f%%", 100 * $0.validation)
-          }
-          .joined(separator: " ").padding(toLength: 16, withPad: " ", startingAt: 0)
-          + cell(
-            row.accuracies.isEmpty
-              ? "-" : String(format: "%.1f%% ± %.1f", 100 * row.meanAccuracy, 100 * row.accuracySpread), 14)
-          + cell(number(row.clsForgetting, "%+.4f"), 12))
+        line([
+          row.method, row.trainable == 0 ? "-" : String(row.trainable),
+          row.total == 0 ? "-" : String(format: "%.2f", 100 * Double(row.trainable) / Double(row.total)),
+          row.memory == 0 ? "-" : formatBytes(row.memory), row.adapterBytes == 0 ? "-" : formatBytes(row.adapterBytes),
+          row.stepSeconds == 0 ? "-" : String(format: "%.1f", row.stepSeconds * 1e3), rate(row.learningRate),
+          sweep.joined(separator: " "), number(row.bitsPerCharacter, "%.4f"), number(row.lmForgetting, "%+.4f"),
+          rate(row.clsLearningRate), clsSweep.joined(separator: " "),
+          row.accuracies.isEmpty
+            ? "-" : String(format: "%.1f%% ± %.1f", 100 * row.meanAccuracy, 100 * row.accuracySpread),
+          number(row.clsForgetting, "%+.4f"),
+        ]))
     }
     return lines.joined(separator: "\n")
   }
@@ -243,7 +278,7 @@ struct CompareCommand: ParsableCommand {
       let seedCells = (0..<seeds).map { $0 < row.accuracies.count ? String(row.accuracies[$0]) : "" }
       csv +=
         ([
-          row.method, String(row.trainable), String(row.total), String(row.memory), String(row.adapterBytes),
+          "\"\(row.method)\"", String(row.trainable), String(row.total), String(row.memory), String(row.adapterBytes),
           String(row.stepSeconds), String(row.learningRate), String(row.bitsPerCharacter), String(row.lmForgetting),
         ]
         + seedCells + [String(row.clsForgetting)]).joined(separator: ",") + "\n"
@@ -273,6 +308,18 @@ struct CompareCommand: ParsableCommand {
     var settings = FineTuneSettings()
     (settings.learningRate, settings.steps, settings.batchSize, settings.seed) = (lr, steps, batchSize, seed)
     settings.warmup = steps / 10
+    settings.learningRateOption = "--cls-lr"  // the only rate of compare's that the command line sets
     return settings
+  }
+
+  /// The run, or nil when its loss stopped being a number (`Check.finiteLoss`): a sweep tries rates that may be too
+  /// large, and one that diverges is a result ("-" in the table), not the end of the comparison. With `tolerated`
+  /// false (a rate the user gave) the divergence is the error it is.
+  static func unlessDiverged<Result>(_ tolerated: Bool = true, _ body: () throws -> Result) throws -> Result? {
+    do {
+      return try body()
+    } catch let error as UserError where tolerated && error.description.hasPrefix("training diverged") {
+      return nil
+    }
   }
 }

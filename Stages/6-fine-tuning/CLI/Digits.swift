@@ -15,7 +15,7 @@ struct DigitsCommand: ParsableCommand {
   func validate() throws { try Check.count(seeds, "--seeds", in: 1...1000) }
 
   func run() throws {
-    let transfer = DigitsTransfer(try DigitsSplits(try Digits(path: data)))
+    let transfer = try DigitsTransfer(try DigitsSplits(try Digits(path: data)), path: data)
     let (pretrained, accuracy) = transfer.pretrain()
     print(String(format: "pretrained on 0-4: %.1f%% test accuracy on 0-4", 100 * accuracy))
     print(

@@ -44,7 +44,14 @@ struct BaseOptions: ParsableArguments {
     let config = try TrainCommand.resuming(try saved.options(), source: base, arguments: []).config
     let (_, tokenizer) = try Trainer.pretrainedModel(from: saved, config: config)
     let make = { try Trainer.pretrainedModel(from: saved, config: config).model }
-    return (make, tokenizer, try Corpus(path: config.corpus))
+    // The new plays are the corpus's validation split: if the text changed since, they may not be new any more.
+    let corpus = try Corpus(path: config.corpus)
+    guard try saved.text("corpus_hash") == corpus.hash else {
+      throw UserError(
+        "the base '\(base)' was pretrained on another text than '\(config.corpus)' holds now (its metadata "
+          + "'corpus_hash' differs): its validation split would not be the plays it never read")
+    }
+    return (make, tokenizer, corpus)
   }
 }
 
@@ -69,7 +76,7 @@ struct MethodOptions: ParsableArguments {
     _ = try fineTuningMethod()
     try Check.count(lastK, "--last-k", in: 1...100_000)
     try Check.count(rank, "--rank", in: 1...100_000)
-    try Check.number(alpha, "--alpha", in: .positive)
+    try Check.number(alpha, "--alpha", in: Bounds(0, 1e6, includesLow: false))
     try Check.number(loraDropout, "--lora-dropout", in: Bounds(0, 1, includesHigh: false))
     _ = try loraTargets()
     try Check.count(reduction, "--reduction", in: 1...100_000)
@@ -151,14 +158,13 @@ struct FineTuneCommand: ParsableCommand {
   func run() throws {
     let tuning = try methodOptions.config(seed: runOptions.seed)
     let path = adapter ?? defaultPlotDir + "/adapter-\(tuning.method.rawValue).safetensors"
-    try prepareOutputDirectory(defaultPlotDir)
     try prepareOutputFile(
       path, option: "--adapter", replaceable: { AdapterFile.isAdapterFile(at: $0) }, kind: "stage 6 adapter file")
     let (model, tokenizer, corpus) = try baseOptions.load()
     let task = try LanguageModelTask(corpus: corpus, tokenizer: tokenizer, seed: runOptions.seed)
     print(
       "base: \(baseOptions.base), \(model.allWeightCount) parameters; the new plays: \(task.plays.speeches) "
-        + "speeches, \(task.train.count) characters to train on, \(task.heldOut.count) held out")
+        + "speeches, \(task.plays.train.count) characters to train on, \(task.plays.heldOut.count) held out")
     let result = try task.run(
       model: model, tuning: tuning, settings: runOptions.settings(tuning.method), tokenizer: tokenizer
     ) { showProgressLine($0) }

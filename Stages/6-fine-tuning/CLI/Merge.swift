@@ -17,6 +17,7 @@ struct MergeCommand: ParsableCommand {
   }
 
   func run() throws {
+    _ = try readSafetensors(adapter)  // a missing or damaged adapter is said before the base is read (or made)
     let (model, tokenizer, corpus) = try baseOptions.load()
     let config = try AdapterFile.load(adapter, onto: model)
     guard config.method == .lora else {
@@ -27,6 +28,7 @@ struct MergeCommand: ParsableCommand {
     let probe = Array(
       try tokenizer.encodeOrdinary(String(corpus.split.val.prefix(4 * model.config.context))).prefix(
         model.config.context))
+    model.eval()  // LoRA's dropout off: the same model before and after
     let before = noGrad { model(probe).storage }
     try model.mergeAndUnload()
     let after = noGrad { model(probe).storage }
@@ -38,6 +40,11 @@ struct MergeCommand: ParsableCommand {
         + "\(config.alpha)) into the weights; the logits of \(probe.count) tokens before and after differ by at "
         + String(format: "most %.2e", largest))
     print("wrote " + written.joined(separator: ", "))
+    if tokenizer.kind != "bpe" {
+      print(
+        "note: no tokenizer.json: a character tokenizer has no Hugging Face form (its characters are in the base's "
+          + "metadata 'tokenizer')")
+    }
   }
 
 }

@@ -47,9 +47,12 @@ public enum AdapterFile {
         "was trained on another base model (weights \(metadata["base"] ?? "unnamed"); this checkpoint's are \(base))")
     }
     // Built on a copy first, so that a file whose names do not fit leaves the model as it was.
-    var start = config
-    if start.method == .prompt { start.promptInit = .random }  // overwritten below; needs no tokenizer
-    let expected = try expectedShapes(of: start, on: model)
+    let expected: [String: [Int]]
+    do {
+      expected = try expectedShapes(of: config, on: model)
+    } catch let error as UserError {
+      throw fail("holds settings this model cannot take: \(error)")
+    }
     let names = Set(tensors.keys)
     if let missing = expected.keys.sorted().first(where: { !names.contains($0) }) {
       throw fail("holds no tensor \(missing), which \(config.method.rawValue) trains")
@@ -66,7 +69,7 @@ public enum AdapterFile {
       guard floats.allSatisfy(\.isFinite) else { throw fail("holds a value in \(name) that is not finite") }
       values[name] = floats
     }
-    for (name, p) in try model.prepareFineTuning(start) { p.storage = values[name]! }
+    for (name, p) in try model.prepareFineTuning(config, startingValues: false) { p.storage = values[name]! }
     model.fineTuning!.config = config
     return config
   }
@@ -74,7 +77,8 @@ public enum AdapterFile {
   /// The trained parameters' shapes by name for `config` on a model like `model`, found by setting up a fresh copy.
   private static func expectedShapes(of config: FineTuningConfig, on model: GPT<Float>) throws -> [String: [Int]] {
     let copy = GPT<Float>(model.config, seed: 0, random: RandomSource(seed: 0))
-    return Dictionary(uniqueKeysWithValues: try copy.prepareFineTuning(config).map { ($0.name, $0.tensor.shape) })
+    let trained = try copy.prepareFineTuning(config, startingValues: false)
+    return Dictionary(uniqueKeysWithValues: trained.map { ($0.name, $0.tensor.shape) })
   }
 
   /// The method's settings as metadata strings.
@@ -112,8 +116,13 @@ public enum AdapterFile {
     config.lastK = try integer("last_k", 1...100_000)
     config.rank = try integer("rank", 1...100_000)
     config.alpha = try number("alpha")
+    guard config.alpha > 0 else { throw fail("has alpha \(config.alpha) in its metadata, not above 0") }
     config.loraDropout = try number("lora_dropout")
-    config.targets = try (try value("targets")).split(separator: ",").map {
+    guard (0..<1).contains(config.loraDropout) else {
+      throw fail("has lora_dropout \(config.loraDropout) in its metadata, not a probability below 1")
+    }
+    let targets = try value("targets")
+    config.targets = try (targets.isEmpty ? [] : targets.split(separator: ",", omittingEmptySubsequences: false)).map {
       guard let target = LoRATarget(rawValue: String($0)) else { throw fail("names an unknown LoRA target '\($0)'") }
       return target
     }

@@ -11,7 +11,22 @@ public struct DigitsTransfer {
   public var steps = 200
   public var rank = 4
 
-  public init(_ splits: DigitsSplits) { self.splits = splits }
+  /// The transfer on `splits`, which must hold the few labels it asks for: 50 training images of each of 5-9, and
+  /// images of every digit to pretrain on and to test.
+  public init(_ splits: DigitsSplits, path: String) throws {
+    for digit in 0...9 {
+      let (train, test) = (
+        splits.train.labels.filter { $0 == digit }.count, splits.test.labels.filter { $0 == digit }.count
+      )
+      let needed = digit >= 5 ? 50 : 1
+      guard train >= needed && test >= 1 else {
+        throw UserError(
+          "'\(path)' holds \(train) training and \(test) test images of the digit \(digit); the transfer needs "
+            + "\(needed) and 1 at least (up to 50 labels of each of 5-9 are drawn from the training part)")
+      }
+    }
+    self.splits = splits
+  }
 
   /// The examples of `data` whose label is in `digits`, relabelled 0..<5.
   static func only(_ digits: ClosedRange<Int>, _ data: LabeledData) -> LabeledData {

@@ -11,6 +11,8 @@ public struct FineTuneSettings: Sendable, Equatable {
   public var learningRate = 1e-3
   public var warmup = 30
   public var seed: UInt64 = 1
+  /// The option the learning rate came from, for the message of a run that diverges.
+  public var learningRateOption = "--lr"
 
   public init() {}
 
@@ -42,7 +44,7 @@ public final class FineTuner {
   public func runStep(_ batchLoss: () -> Tensor<Float>) throws -> Double {
     let (loss, _) = try optimizerStep(
       accumulation: 1, learningRate: settings.learningRate, factor: settings.schedule.factor(at: step), step: step,
-      parameters: parameters, optimizer: optimizer
+      parameters: parameters, optimizer: optimizer, learningRateOption: settings.learningRateOption
     ) {
       let loss = batchLoss()
       if activationBytes == 0 { activationBytes = keptBytes(loss) }

@@ -14,7 +14,11 @@ public struct LanguageModelTask: Sendable {
   public let pretrainingSample: [Int]
 
   public init(corpus: Corpus, tokenizer: any Tokenizer, seed: UInt64) throws {
-    plays = try NewPlays(validationText: corpus.split.val, seed: seed)
+    do {
+      plays = try NewPlays(validationText: corpus.split.val, seed: seed)
+    } catch let error as UserError {
+      throw UserError("'\(corpus.path)', the base's corpus: \(error)")
+    }
     train = try tokenizer.encodeOrdinary(plays.train)
     validation = try tokenizer.encodeOrdinary(plays.validation)
     heldOut = try tokenizer.encodeOrdinary(plays.heldOut)

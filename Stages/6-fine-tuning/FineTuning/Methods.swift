@@ -105,8 +105,12 @@ extension GPT where Scalar == Float {
   ///
   /// With `languageModelHead` false the model feeds a task's own head (a classifier): then `head` trains nothing
   /// of the base (a linear probe) and `last-k` trains the blocks and the final LayerNorm, not the token embedding.
+  ///
+  /// With `startingValues` false the added tensors are only made in their shapes (zeros where a start would have to
+  /// be computed): what loading an adapter file needs, which sets every value after.
   public func prepareFineTuning(
-    _ tuning: FineTuningConfig, tokenizer: (any Tokenizer)? = nil, languageModelHead: Bool = true
+    _ tuning: FineTuningConfig, tokenizer: (any Tokenizer)? = nil, languageModelHead: Bool = true,
+    startingValues: Bool = true
   ) throws -> [(name: String, tensor: Tensor<Float>)] {
     guard fineTuning == nil else {
       throw UserError("the model is set up for \(fineTuning!.config.method.rawValue) already")
@@ -163,7 +167,15 @@ extension GPT where Scalar == Float {
       train { _ in false }
       if let hidden = tuning.prefixHidden {
         prefix = PrefixTuning(config, length: tuning.virtualTokens, hidden: hidden, rng: &rng)
+      } else if !startingValues {
+        let shape = [tuning.virtualTokens, config.layers * 2 * c]
+        prefix = PrefixTuning(config, table: Tensor.zeros(shape, requiresGrad: true))
       } else {
+        guard tuning.virtualTokens <= config.context else {
+          throw UserError(
+            "--virtual-tokens \(tuning.virtualTokens): a prefix that starts as real tokens' keys and values is at most "
+              + "the context (\(config.context)) long; a longer one needs --prefix-hidden")
+        }
         prefix = PrefixTuning(config, table: realKeysAndValues(tuning.virtualTokens, rng: &rng))
       }
     case .prompt:
@@ -172,7 +184,9 @@ extension GPT where Scalar == Float {
           "--virtual-tokens \(tuning.virtualTokens) leaves no room for a token in the context of \(config.context)")
       }
       train { _ in false }
-      prompt = PromptTuning(embeddings: try promptStart(tuning, tokenizer: tokenizer, rng: &rng))
+      let start = startingValues ? try promptStart(tuning, tokenizer: tokenizer, rng: &rng) : nil
+      prompt = PromptTuning(
+        embeddings: start ?? Tensor.zeros([tuning.virtualTokens, c], requiresGrad: true))
     case .ia3:
       train { _ in false }
       for block in blocks {
@@ -234,7 +248,12 @@ extension GPT where Scalar == Float {
       return rows((0..<p).map { _ in rng.index(below: config.vocabulary) })
     case .text:
       guard let tokenizer else { throw UserError("--prompt-init text needs the base model's tokenizer") }
-      let ids = try tokenizer.encode(tuning.promptText)
+      let ids: [Int]
+      do {
+        ids = try tokenizer.encodeOrdinary(tuning.promptText)
+      } catch let error as UserError {
+        throw UserError("--prompt-text: \(error)")
+      }
       guard !ids.isEmpty else { throw UserError("--prompt-init text needs a --prompt-text that is not empty") }
       return rows((0..<p).map { ids[$0 % ids.count] })
     }

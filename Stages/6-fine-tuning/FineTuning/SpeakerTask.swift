@@ -31,7 +31,9 @@ public struct SpeakerTask: Sendable {
     }
     guard bySpeaker.allSatisfy({ $0.count >= 5 }) else {
       let counts = zip(Self.speakers, bySpeaker).map { "\($0) \($1.count)" }.joined(separator: ", ")
-      throw UserError("the new plays hold too few speeches of the five speakers to split (\(counts); 5 each at least)")
+      throw UserError(
+        "'\(corpus.path)', the base's corpus: its validation split holds too few speeches of the five speakers to "
+          + "split (\(counts); 5 each at least)")
     }
     var rng = SeededRNG(seed: seed)
     var (train, validation, test) = ([SpeakerExample](), [SpeakerExample](), [SpeakerExample]())

@@ -92,13 +92,13 @@ public struct TrainConfig: Sendable {
 /// before clipping.
 func optimizerStep(
   accumulation: Int, learningRate: Double, factor: Double, step: Int, parameters: [Tensor<Float>],
-  optimizer: any Optimizer<Float>, microBatchLoss: () -> Tensor<Float>
+  optimizer: any Optimizer<Float>, learningRateOption: String = "--lr", microBatchLoss: () -> Tensor<Float>
 ) throws -> (loss: Double, gradientNorm: Double) {
   var total = 0.0
   for _ in 0..<accumulation {
     let loss = microBatchLoss()
     let value = Double(loss.item)
-    try Check.finiteLoss(value, step: step + 1, learningRate: learningRate)
+    try Check.finiteLoss(value, step: step + 1, learningRate: learningRate, option: learningRateOption)
     total += value
     (accumulation == 1 ? loss : loss / Float(accumulation)).backward()
   }
