@@ -101,13 +101,14 @@ extension GPT where Scalar == Float {
   /// Turns this pretrained model into `tuning.method`'s: freezes what the method does not train and adds what it
   /// trains. Before any update the model computes exactly what it did (every addition starts as the identity).
   /// Returns the parameters that train, by name; `tokenizer` is needed for prompt tuning's `.text` start only.
-  @discardableResult
+  /// A setting the model cannot take is refused before anything is frozen.
   ///
   /// With `languageModelHead` false the model feeds a task's own head (a classifier): then `head` trains nothing
   /// of the base (a linear probe) and `last-k` trains the blocks and the final LayerNorm, not the token embedding.
   ///
   /// With `startingValues` false the added tensors are only made in their shapes (zeros where a start would have to
   /// be computed): what loading an adapter file needs, which sets every value after.
+  @discardableResult
   public func prepareFineTuning(
     _ tuning: FineTuningConfig, tokenizer: (any Tokenizer)? = nil, languageModelHead: Bool = true,
     startingValues: Bool = true
@@ -164,7 +165,6 @@ extension GPT where Scalar == Float {
         block.mlpAdapter = BottleneckAdapter(width: c, bottleneck: bottleneck, rng: &rng)
       }
     case .prefix:
-      train { _ in false }
       if let hidden = tuning.prefixHidden {
         prefix = PrefixTuning(config, length: tuning.virtualTokens, hidden: hidden, rng: &rng)
       } else if !startingValues {
@@ -178,15 +178,15 @@ extension GPT where Scalar == Float {
         }
         prefix = PrefixTuning(config, table: realKeysAndValues(tuning.virtualTokens, rng: &rng))
       }
+      train { _ in false }
     case .prompt:
       guard tuning.virtualTokens < config.context else {
         throw UserError(
           "--virtual-tokens \(tuning.virtualTokens) leaves no room for a token in the context of \(config.context)")
       }
-      train { _ in false }
       let start = startingValues ? try promptStart(tuning, tokenizer: tokenizer, rng: &rng) : nil
-      prompt = PromptTuning(
-        embeddings: start ?? Tensor.zeros([tuning.virtualTokens, c], requiresGrad: true))
+      prompt = PromptTuning(embeddings: start ?? Tensor.zeros([tuning.virtualTokens, c], requiresGrad: true))
+      train { _ in false }
     case .ia3:
       train { _ in false }
       for block in blocks {
@@ -208,6 +208,8 @@ extension GPT where Scalar == Float {
   private func realKeysAndValues(_ p: Int, rng: inout SeededRNG) -> Tensor<Float> {
     let ids = (0..<p).map { _ in rng.index(below: config.vocabulary) }
     let caches = makeCaches()
+    eval()  // the keys and values without dropout
+    defer { train() }
     noGrad { _ = self(ids, caches: caches) }
     let (c, h) = (config.width, config.heads)
     let d = c / h
