@@ -4,7 +4,7 @@ set terminal pngcairo size 900,540
 set output 'compare.png'
 set title 'Stage 6: fine-tuning on two new plays, every method (training loss, mean of the last 10 steps)' noenhanced
 set xlabel 'step' noenhanced
-set ylabel 'loss (nats per character)' noenhanced
+set ylabel 'loss (nats per token)' noenhanced
 set grid
 set key outside below center horizontal Left reverse noenhanced width 3 samplen 4 height 1
 plot 'compare.csv' skip 1 using 1:2 with lines dt 1 lw 9.5 lc 1 notitle, \

@@ -90,6 +90,9 @@ import Testing
       #expect(tensor.storage == values, "\(tuning.method): \(name) moved")
       #expect(tensor.gradStorage == nil && !tensor.requiresGrad, "\(tuning.method): \(name) has a gradient")
     }
+    // The optimizer is handed model.parameters(): none of them may be frozen, so none gets a state.
+    let frozen = Set(base.filter { !names.contains($0.name) }.map { ObjectIdentifier($0.tensor) })
+    #expect(model.parameters().allSatisfy { !frozen.contains(ObjectIdentifier($0)) }, "\(tuning.method)")
     #expect(optimizer.state["exp_avg"]?.count == trainable.count, "\(tuning.method)")
     // Training moved something: every method's trainable parameters include one that changed.
     let start = Self.base()
@@ -192,6 +195,31 @@ import Testing
     #expect(other.fineTuning == nil && Self.logits(other) == before)
   }
 
+  @Test func theLedgerCountsWhatTrainingHolds() throws {
+    // A reshape shares its input's buffer: counted once.
+    let a = Tensor<Float>([1, 2, 3, 4], shape: [4], requiresGrad: true)
+    #expect(keptBytes((a * 2).reshape([2, 2])) == 16)
+    #expect(keptBytes(((a * 2).reshape([2, 2]) + 1).sum()) == 16 + 16 + 4)
+    // LoRA: every weight, 4 bytes; gradients and AdamW's two moments of the trainable ones, 4 + 8 bytes.
+    let model = Self.base()
+    var tuning = FineTuningConfig(method: .lora)
+    tuning.rank = 2
+    let trainable = try model.prepareFineTuning(tuning).reduce(0) { $0 + $1.tensor.count }
+    #expect(model.allWeightCount == Self.base().parameterCount + trainable)
+    let tuner = FineTuner(parameters: model.parameters(), settings: FineTuneSettings())
+    try tuner.runStep {
+      crossEntropyLoss(logits: model(Self.inputs, batch: 4).reshape([-1, 11]), labels: Self.targets)
+    }
+    let ledger = tuner.ledger(weights: model.allWeightCount)
+    #expect(ledger.parameters == 4 * model.allWeightCount)
+    #expect(ledger.gradients == 4 * trainable && ledger.optimizer == 8 * trainable)
+    #expect(ledger.activations > 0 && ledger.activations == tuner.activationBytes)
+    // Head only with a classifier's head: nothing of the base trains, so the graph keeps nothing of it.
+    let probe = Self.base()
+    try probe.prepareFineTuning(FineTuningConfig(method: .head), languageModelHead: false)
+    #expect(probe.parameters().isEmpty)
+  }
+
   @Test func badSetupsAreRefusedWithTheirReason() throws {
     func message(_ tuning: FineTuningConfig, _ model: GPT<Float> = Self.base()) -> String {
       do {
@@ -206,6 +234,14 @@ import Testing
     var prompt = FineTuningConfig(method: .prompt)
     prompt.virtualTokens = 8
     #expect(message(prompt).contains("leaves no room for a token in the context of 8"))
+    var lora = FineTuningConfig(method: .lora)
+    lora.rank = 17
+    #expect(message(lora).contains("--rank 17 is above the width 16"))
+    // A refused setting leaves the model as it was: nothing frozen, nothing added.
+    let untouched = Self.base()
+    let count = untouched.parameters().count
+    _ = message(prompt, untouched)
+    #expect(untouched.parameters().count == count && untouched.prompt == nil && untouched.fineTuning == nil)
     let twice = Self.base()
     try twice.prepareFineTuning(FineTuningConfig(method: .ia3))
     #expect(message(FineTuningConfig(method: .lora), twice).contains("set up for ia3 already"))

@@ -135,9 +135,11 @@ struct CompareCommand: ParsableCommand {
         row.sweep.append((lr, run?.validationAfter ?? .nan))
         if let run, best == nil || run.validationAfter < best!.result.validationAfter { best = (run, model, lr) }
       }
-      guard var (result, model, lr) = best else {
+      guard let best else {
         throw UserError("(b) \(method.rawValue): training diverged at every learning rate of the sweep")
       }
+      var result = best.result
+      let (model, lr) = (best.model, best.lr)
       let before = baseline(result.window)
       lm.measure(&result, model: model, baseline: before)
       (row.trainable, row.total, row.memory) = (result.trainable, result.total, result.ledger.total)
@@ -167,11 +169,13 @@ struct CompareCommand: ParsableCommand {
       row.clsForgetting =
         languageModelLoss(first.model, tokens: lm.pretrainingSample, window: result.window) - before.sample
       for (k, task) in speakers.enumerated().dropFirst() {
-        let result = try task.run(
-          model: try makeModel(), tuning: tuning, settings: settings(first.lr, steps: clsSteps, seed: UInt64(k + 1)),
-          tokenizer: tokenizer
-        ) { showProgressLine("(a) seed \(k + 1): " + $0) }
-        row.accuracies.append(result.testAccuracy)
+        let run = try Self.unlessDiverged(clsLr == nil) {
+          try task.run(
+            model: try makeModel(), tuning: tuning, settings: settings(first.lr, steps: clsSteps, seed: UInt64(k + 1)),
+            tokenizer: tokenizer
+          ) { showProgressLine("(a) seed \(k + 1): " + $0) }
+        }
+        if let run { row.accuracies.append(run.testAccuracy) }  // a seed that diverged is left out of the mean
       }
       closeProgressLine()
       rows.append(row)
@@ -194,6 +198,13 @@ struct CompareCommand: ParsableCommand {
     majority.accuracies = speakers.map(\.majorityAccuracy)
     print()
     print(table(rows + [pretrained, scratch, majority]))
+    if let window = baselines.keys.filter({ $0 < context }).min() {
+      print(
+        "(b): prompt tuning reads windows of \(window) tokens beside its virtual ones; the pretrained model on such "
+          + String(
+            format: "windows: %.4f bits per character", baseline(window).heldOut / Double.log(2) / lm.charactersPerToken
+          ))
+    }
     let ranked = rows.filter { !$0.accuracies.isEmpty }.sorted { $0.meanAccuracy > $1.meanAccuracy }
     if let top = ranked.first {
       let tied = ranked.dropFirst().filter {
@@ -297,7 +308,7 @@ struct CompareCommand: ParsableCommand {
     }
     let chart = LineChart(
       title: "Stage 6: fine-tuning on two new plays, every method (training loss, mean of the last 10 steps)",
-      xLabel: "step", yLabel: "loss (nats per character)", table: table,
+      xLabel: "step", yLabel: "loss (nats per token)", table: table,
       curves: curves.map { Curve($0.method, title: $0.method) })
     let written = try writeLineChart(chart, name: "compare", directory: plotDir)
     print("wrote \(plotDir)/compare-table.csv, " + written.written.joined(separator: ", "))

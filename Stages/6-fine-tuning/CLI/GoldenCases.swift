@@ -150,7 +150,7 @@ func goldenOutput<S: TensorScalar>(_ name: String, _ x: [Tensor<S>]) -> Tensor<S
     layer.lora = LoRA(a: x[3], b: x[4], alpha: 4, dropout: 0, random: RandomSource(seed: 0))
     return layer(x[0])
   case "bottleneck_adapter":
-    return x[0] + Linear(weight: x[3], bias: x[4])(Linear(weight: x[1], bias: x[2])(x[0]).gelu())
+    return BottleneckAdapter(down: Linear(weight: x[1], bias: x[2]), up: Linear(weight: x[3], bias: x[4]))(x[0])
   case "ia3_attention":
     let attention = MultiHeadAttention(
       qkv: Linear(weight: x[1], bias: nil), projection: Linear(weight: x[2], bias: nil), heads: 2, causal: true,

@@ -6,7 +6,9 @@ import Kernels
 import Plotting
 import Support
 
-/// The command line of stage 6: `stage6` pretrains a GPT (the default), `sample` generates from its checkpoint,
+/// The command line of stage 6: `stage6` compares every fine-tuning method (the default, `compare`), `finetune` runs
+/// one, `merge` folds a LoRA into its base, `digits` is the seeds' MLP example; `train` pretrains a GPT, `sample`
+/// generates from its checkpoint (with an adapter file too),
 /// `tokenize` trains a BPE and writes token files, `mlm` pretrains a BERT, `fill` guesses its [MASK]s, `export` writes
 /// a checkpoint as a Hugging Face folder, `graph` draws a computation graph, `gradcheck` runs the golden gradient
 /// checks, `bench` measures speed.

@@ -61,7 +61,7 @@ public enum AdapterFile {
       throw fail("holds \(extra), which \(config.method.rawValue) does not train")
     }
     var values: [String: [Float]] = [:]
-    for (name, shape) in expected {
+    for (name, shape) in expected.sorted(by: { $0.key < $1.key }) {
       let tensor = tensors[name]!
       guard tensor.shape == shape, let floats = tensor.floats else {
         throw fail("holds \(name) as \(tensor.dtype.rawValue) \(tensor.shape); it must be F32 \(shape)")

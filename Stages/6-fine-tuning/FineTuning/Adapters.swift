@@ -15,10 +15,19 @@ public final class BottleneckAdapter<Scalar: TensorScalar>: Module {
   public var isTraining = true
 
   /// An adapter for width `width` with a bottleneck of `bottleneck`; down drawn N(0, 0.02) as the model's weights.
-  public init(width: Int, bottleneck: Int, rng: inout SeededRNG) {
-    down = Linear(width, bottleneck, bias: true, initializer: .normal(std: 0.02), rng: &rng)
-    up = Linear(
-      weight: Tensor.zeros([width, bottleneck], requiresGrad: true), bias: Tensor.zeros([width], requiresGrad: true))
+  public convenience init(width: Int, bottleneck: Int, rng: inout SeededRNG) {
+    self.init(
+      down: Linear(width, bottleneck, bias: true, initializer: .normal(std: 0.02), rng: &rng),
+      up: Linear(
+        weight: Tensor.zeros([width, bottleneck], requiresGrad: true), bias: Tensor.zeros([width], requiresGrad: true)))
+  }
+
+  /// An adapter with the given projections, down [m, C] and up [C, m].
+  public init(down: Linear<Scalar>, up: Linear<Scalar>) {
+    precondition(
+      down.weight.shape == [up.weight.shape[1], up.weight.shape[0]],
+      "BottleneckAdapter: down \(down.weight.shape) and up \(up.weight.shape) do not fit")
+    (self.down, self.up) = (down, up)
   }
 
   public func callAsFunction(_ h: Tensor<Scalar>) -> Tensor<Scalar> { h + up(down(h).gelu()) }

@@ -72,9 +72,18 @@ public struct MemoryLedger: Sendable, Equatable {
   public var total: Int { parameters + gradients + optimizer + activations }
 }
 
-/// Bytes of the results a graph keeps for backward: every op's output that has inputs to pass a gradient to.
+/// Bytes of the results a graph keeps for backward: every op's output that has inputs to pass a gradient to, each
+/// buffer once (a reshape's result shares its input's storage). Not counted: what an op keeps inside its backward
+/// closure rather than as a result, such as the fused attention's probabilities (B x H x T x T numbers per layer).
 func keptBytes(_ output: Tensor<Float>) -> Int {
-  output.topologicalOrder().filter { !$0.parents.isEmpty }.reduce(0) { $0 + $1.count * MemoryLayout<Float>.size }
+  var seen = Set<UnsafeRawPointer>()
+  var bytes = 0
+  for node in output.topologicalOrder() where !node.parents.isEmpty {
+    let buffer = node.storage.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress) }
+    if let buffer, !seen.insert(buffer).inserted { continue }
+    bytes += node.count * MemoryLayout<Float>.size
+  }
+  return bytes
 }
 
 /// The mean next-token loss (nats per token) of `model` over `tokens`, in consecutive windows of `window` tokens,

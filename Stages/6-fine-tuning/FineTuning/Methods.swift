@@ -146,6 +146,9 @@ extension GPT where Scalar == Float {
       train(only: isBias)
     case .layernorm: train { $0.hasSuffix(".gamma") || $0.hasSuffix(".beta") }
     case .lora:
+      guard (1...c).contains(tuning.rank) else {
+        throw UserError("--rank \(tuning.rank) is above the width \(c): B A could not have a rank above \(c)")
+      }
       train { _ in false }
       for block in blocks {
         for target in tuning.targets {

@@ -165,8 +165,8 @@ public final class Block<Scalar: TensorScalar>: Module {
     var hidden = expand(x).gelu(activation)
     if let hiddenScale { hidden = hidden * hiddenScale }
     var y = contract(hidden)
-    if let mlpAdapter { y = mlpAdapter(y) }
-    return dropout.map { $0(y) } ?? y
+    if let dropout { y = dropout(y) }
+    return mlpAdapter.map { $0(y) } ?? y  // as the attention branch's: on the branch's output, after its dropout
   }
 }
 
