@@ -70,6 +70,12 @@ public struct SeededRNG: RandomNumberGenerator, Sendable {
   public mutating func index(below upperBound: Int) -> Int {
     Int.random(in: 0..<upperBound, using: &self)
   }
+
+  /// Puts `elements` in a random order (Fisher-Yates, from the last place down: each place swaps with one drawn
+  /// from those up to it), drawing one index per place but the first.
+  public mutating func shuffle<Element>(_ elements: inout [Element]) {
+    for i in stride(from: elements.count - 1, to: 0, by: -1) { elements.swapAt(i, index(below: i + 1)) }
+  }
 }
 
 /// One generator shared by everything that draws during training (batch order, dropout masks), like PyTorch's

@@ -90,7 +90,7 @@ public struct DigitsTransfer {
     var rows: [Int] = []
     for label in 0..<5 {
       var mine = data.labels.indices.filter { data.labels[$0] == label }
-      for i in stride(from: mine.count - 1, to: 0, by: -1) { mine.swapAt(i, rng.index(below: i + 1)) }
+      rng.shuffle(&mine)
       rows += mine.prefix(perClass)
     }
     return data.rows(rows)

@@ -40,7 +40,7 @@ public struct NewPlays: Sendable {
     }
     var rng = SeededRNG(seed: seed)
     var order = Array(all.indices)
-    for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, rng.index(below: i + 1)) }
+    rng.shuffle(&order)
     let half = all.count / 2
     let validationCount = max(1, half / 10)
     func text(_ indices: ArraySlice<Int>) -> String { indices.sorted().map { all[$0].text }.joined(separator: "\n\n") }

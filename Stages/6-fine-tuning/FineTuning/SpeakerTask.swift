@@ -38,7 +38,7 @@ public struct SpeakerTask: Sendable {
     var rng = SeededRNG(seed: seed)
     var (train, validation, test) = ([SpeakerExample](), [SpeakerExample](), [SpeakerExample]())
     for var examples in bySpeaker {
-      for i in stride(from: examples.count - 1, to: 0, by: -1) { examples.swapAt(i, rng.index(below: i + 1)) }
+      rng.shuffle(&examples)
       let (a, b) = (examples.count * 3 / 5, examples.count * 4 / 5)
       train += examples[..<a]
       validation += examples[a..<b]

@@ -43,7 +43,7 @@ public struct BatchLoader {
   public func epoch(_ random: RandomSource) -> [[Int]] {
     var order = Array(0..<count)
     if shuffle {
-      for i in stride(from: count - 1, to: 0, by: -1) { order.swapAt(i, random.rng.index(below: i + 1)) }
+      random.rng.shuffle(&order)
     }
     return stride(from: 0, to: count, by: batchSize).map { Array(order[$0..<min($0 + batchSize, count)]) }
   }
