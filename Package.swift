@@ -11,6 +11,7 @@ let stages = [
   "4-transformer",
   "5-pretraining",
   "6-fine-tuning",
+  "7-parallelism",
 ]
 
 /// Release builds of a stage and of the kernels skip Swift's run-time exclusivity check on class properties: in the

@@ -37,7 +37,7 @@ public enum Parallel {
   }()
 
   /// Runs `body` with this thread's share of the cores set to `share`, then puts the old share back.
-  static func withShare(_ share: Int, _ body: () -> Void) {
+  public static func withShare(_ share: Int, _ body: () -> Void) {
     let old = pthread_getspecific(shareKey)
     pthread_setspecific(shareKey, UnsafeRawPointer(bitPattern: share))
     defer { pthread_setspecific(shareKey, old) }

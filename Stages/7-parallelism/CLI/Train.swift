@@ -1,0 +1,243 @@
+import ArgumentParser
+import Datasets
+import Foundation
+import Plotting
+import Support
+
+/// `stage7 train` (the default): pretrain a GPT on a corpus, nanoGPT's train.py with shakespeare_char's CPU
+/// configuration as the defaults, then report the exact validation loss and print a sample.
+struct TrainCommand: ResumableCommand {
+  /// The line chart's files in --plot-dir: pretrain.csv, pretrain.gp, pretrain.png.
+  static let plotName = "pretrain"
+  static let configuration = CommandConfiguration(
+    commandName: "train",
+    abstract: "Pretrain a GPT on a corpus (default: character-level Tiny Shakespeare, nanoGPT's CPU configuration).",
+    discussion: """
+      The corpus is cut 90/10 into train and validation by position, tokenized once into token files (uint16, as \
+      nanoGPT's train.bin and val.bin) in --data-dir, and read memory-mapped. --resume continues a run with the \
+      options its checkpoint records; a larger --steps extends it, and the cosine schedule is re-derived for the \
+      new total (so the result is not that of a run started with that --steps). A checkpoint is saved at each \
+      evaluation whose validation loss is the best so far, as nanoGPT does.
+      """)
+
+  // `.unconditional` takes "-5" as the value it is, so that the checks below can say what is wrong with it.
+  @Option(help: "The text to pretrain on (any UTF-8 file).") var corpus = defaultCorpus
+  @Option(help: "Tokenizer: char (one id per character) or bpe (byte-level BPE trained on the train split).")
+  var tokenizer = TokenizerKind.char
+  @Option(parsing: .unconditional, help: "Ids of the BPE tokenizer, special tokens included.") var vocab = 512
+  @Option(help: "Where the token files go (default: Plots/runs/7-parallelism/data-TOKENIZER).") var dataDir: String?
+  @Option(parsing: .unconditional, help: "Context: tokens per window.") var context = 64
+  @Option(parsing: .unconditional, help: "Transformer blocks.") var layers = 4
+  @Option(parsing: .unconditional, help: "Attention heads per block.") var heads = 4
+  @Option(parsing: .unconditional, help: "Model width (a multiple of --heads).") var width = 128
+  @Option(help: "Biases in the Linears and LayerNorms: off (nanoGPT's configuration) or on (GPT-2's).")
+  var bias = Switch.off
+  @Option(parsing: .unconditional, help: "Dropout on embeddings, attention weights and residual branches.")
+  var dropout = 0.0
+  @Option(parsing: .unconditional, help: "Windows per micro-batch.") var batchSize = 12
+  @Option(parsing: .unconditional, help: "Micro-batches per optimizer step (gradient accumulation).")
+  var accumulation = 1
+  @Option(parsing: .unconditional, help: "Optimizer steps (AdamW, warmup then cosine).") var steps = 2000
+  @Option(parsing: .unconditional, help: "Peak learning rate.") var lr = 1e-3
+  @Option(parsing: .unconditional, help: "Learning rate at the end of the cosine.") var minLr = 1e-4
+  @Option(parsing: .unconditional, help: "Warmup steps.") var warmup = 100
+  @Option(parsing: .unconditional, help: "Steps between evaluations.") var evalEvery = 250
+  @Option(parsing: .unconditional, help: "Batches per split in each evaluation's estimate.") var evalBatches = 20
+  @Option(help: "Windows: random (nanoGPT, with replacement) or epochs (without replacement, seeded order).")
+  var sampling = WindowOrder.random
+  @Option(parsing: .unconditional, help: "Seed of the initial weights, the batches and dropout.")
+  var seed: UInt64 = 1337
+  @Option(help: "Save a checkpoint (safetensors) here at each evaluation that beats the best validation loss.")
+  var checkpoint: String?
+  @Option(help: "Continue from this checkpoint, with the options it records (only --steps may change).")
+  var resume: String?
+  @Option(help: "Where the curves go.") var plotDir = defaultPlotDir
+  @Option(parsing: .unconditional, help: "Tokens of the sample printed after training (0: none).")
+  var sampleTokens = 500
+  @OptionGroup var kernelOptions: KernelOptions
+
+  func validate() throws {
+    try Check.count(vocab, "--vocab", in: 1...65_536)
+    for (option, path) in [("--data-dir", dataDir), ("--plot-dir", plotDir), ("--corpus", corpus)] where path == "" {
+      throw UserError("\(option) is an empty path")
+    }
+    try Check.count(context, "--context", in: 1...65_536)
+    try checkModelOptions(layers: layers, heads: heads, width: width)
+    try Check.number(dropout, "--dropout", in: Bounds(0, 1, includesHigh: false))
+    try Check.count(batchSize, "--batch-size", in: 1...100_000)
+    try Check.count(accumulation, "--accumulation", in: 1...100_000)
+    try Check.count(steps, "--steps", in: 1...10_000_000)
+    try checkSchedule(lr: lr, minLr: minLr)
+    try Check.count(warmup, "--warmup", in: 0...10_000_000)
+    try Check.count(evalEvery, "--eval-every", in: 1...10_000_000)
+    try Check.count(evalBatches, "--eval-batches", in: 1...100_000)
+    try Check.count(sampleTokens, "--sample-tokens", in: 0...1_000_000)
+    let bytes = config.estimatedBytes(vocabulary: tokenizer == .bpe ? vocab : 256)
+    try Check.memory(bytes: bytes, what: "this run", options: "--width, --layers, --context or --batch-size")
+  }
+
+  var config: TrainConfig {
+    var config = TrainConfig()
+    // The checkpoint records the corpus by its absolute path: a resume from another folder still finds it, and
+    // "c.txt" and "./c.txt" are the same corpus.
+    config.corpus = URL(fileURLWithPath: corpus).standardizedFileURL.path
+    config.tokenizer = tokenizer
+    config.vocabulary = vocab
+    config.context = context
+    config.layers = layers
+    config.heads = heads
+    config.width = width
+    config.dropout = dropout
+    config.bias = bias == .on
+    config.batchSize = batchSize
+    config.accumulation = accumulation
+    config.steps = steps
+    config.learningRate = lr
+    config.minLearningRate = minLr
+    config.warmup = warmup
+    config.evalEvery = evalEvery
+    config.evalBatches = evalBatches
+    config.order = sampling
+    config.seed = seed
+    return config
+  }
+
+  var recordedOptions: [(flag: String, value: String)] { config.options }
+
+  /// The token files' folder: --data-dir, or one per tokenizer beside the run's plots.
+  var dataDirectory: String {
+    dataDir ?? defaultPlotDir + "/data-" + (tokenizer == .char ? "char" : "bpe-\(vocab)")
+  }
+
+  func run() throws {
+    guard let resume else { return try train(resuming: nil) }
+    let saved = try CheckpointReader(path: resume, format: Trainer.checkpointFormat)
+    try Self.resuming(try saved.options(), source: resume, free: ["--steps"]).train(resuming: saved)
+  }
+
+  func train(resuming saved: CheckpointReader?) throws {
+    kernelOptions.apply()
+    try prepareOutputDirectory(plotDir)
+    try reserveLineChartFiles(name: Self.plotName, directory: plotDir)
+    if let checkpoint {
+      try prepareOutputFile(
+        checkpoint, option: "--checkpoint", replaceable: { Trainer.isCheckpoint(at: $0) }, kind: "stage 7 checkpoint")
+    }
+    let clock = Stopwatch()
+    let text = try Corpus(path: corpus)
+    // The default folder is a cache, remade for another corpus or tokenizer; a folder the user named is replaced
+    // only by its own corpus tokenized anew, never when it holds another's files (they may be all there is of them).
+    let (data, reused) = try TokenizedCorpus.prepare(
+      text, kind: tokenizer, vocabulary: vocab, directory: dataDirectory, writer: "--data-dir",
+      replacingOthers: dataDir == nil, progress: showProgressLine)
+    closeProgressLine()
+    for (name, split) in [("training", data.train), ("validation", data.val)] where split.count <= context {
+      throw UserError(
+        "the \(name) split of '\(corpus)' holds \(split.count) tokens, fewer than one window of --context "
+          + "\(context) + 1; use a longer corpus or a smaller --context")
+    }
+    let trainer = Trainer(config, tokenizer: data.tokenizer, train: data.train, val: data.val)
+    trainer.corpusHash = text.hash
+    let resumed = try restore(trainer, from: saved, steps: steps)
+    printHeader(trainer, data: data, reused: reused)
+    for line in resumed { print(line) }
+    let firstStep = trainer.step
+    let savedAt = try trainLoop(trainer)
+    try report(trainer, data: data, seconds: clock.seconds, trainedSteps: trainer.step - firstStep, savedAt: savedAt)
+  }
+
+  /// The run's description: data, model, optimisation.
+  func printHeader(_ trainer: Trainer, data: TokenizedCorpus, reused: Bool) {
+    let tokenizerName = tokenizer == .char ? "characters" : "byte-level BPE"
+    print(
+      """
+      stage 7, pretraining: a GPT on '\(URL(fileURLWithPath: corpus).lastPathComponent)', \(tokenizerName) \
+      (\(data.tokenizer.vocabularySize) ids)
+      data: \(data.trainInfo.tokens) training and \(data.valInfo.tokens) validation tokens, 90/10 by position \
+      (\(reused ? "token files reused from" : "tokenized into") \(data.directory))
+      model: \(layers) layers, \(heads) heads, width \(width), context \(context), \(bias == .on ? "biases" : "no bias"), dropout \(dropout) \
+      (\(trainer.model.parameterCount) parameters)
+      training: AdamW lr \(lr) -> \(minLr) (warmup \(warmup), cosine), batch \(batchSize) x \(accumulation) x \
+      \(context) tokens, \(steps) steps, clip 1.0, \(sampling.rawValue) windows
+      """)
+  }
+
+  /// The loop: evaluate at the start, every --eval-every steps and at the end; save on a new best. Returns the
+  /// step of the last save, if any.
+  func trainLoop(_ trainer: Trainer) throws -> Int? {
+    var savedAt: Int? = nil
+    let clock = Stopwatch()
+    let firstStep = trainer.step  // tokens/s counts this run's steps, not those before a resume
+    let interactive = isatty(STDOUT_FILENO) == 1
+    let progress = interactive ? Progress(total: steps) : nil
+    func evaluate() throws {
+      let r = try trainer.evaluate()
+      let done = Double(trainer.step - firstStep)
+      let rate = done * Double(config.tokensPerStep) / max(clock.seconds, 1e-9)
+      let eta = done > 0 ? clock.seconds / done * Double(steps - trainer.step) : Double.nan
+      closeProgressLine()
+      print(
+        String(
+          format: "step %*d/%d  train %.4f  val %.4f  %@ tokens/s  ETA %@", String(steps).count, r.step, steps,
+          r.trainLoss, r.valLoss, done > 0 ? String(format: "%.0f", rate) : "-", clockTime(eta)))
+      fflush(nil)  // a log file shows each evaluation as it happens, not at the end
+      // As nanoGPT, never at step 0: an untrained model would replace whatever the file held.
+      if trainer.lastEvaluationIsBest && trainer.step > 0, let checkpoint {
+        try trainer.save(to: checkpoint)
+        savedAt = trainer.step
+      }
+    }
+    if trainer.history.last?.step != trainer.step { try evaluate() }
+    while trainer.step < steps {
+      let loss = try trainer.runStep()
+      progress?.update(step: trainer.step, String(format: "loss %.4f", loss))
+      if trainer.step % evalEvery == 0 || trainer.step == steps { try evaluate() }
+    }
+    return savedAt
+  }
+
+  /// The exact validation loss, speed, memory, a sample and the curves.
+  func report(_ trainer: Trainer, data: TokenizedCorpus, seconds: Double, trainedSteps: Int, savedAt: Int?) throws {
+    let exact = trainer.exactLoss(data.val)
+    let bitsPerToken = exact.loss / Double.log(2)
+    let unit = tokenizer == .char ? "nats/char" : "nats/token"
+    print(
+      String(
+        format: "exact validation loss %.4f %@ over the whole split (%d windows of %d), %.3f bits per character",
+        exact.loss, unit, exact.windows, context, bitsPerToken / data.valCharactersPerToken))
+    print(
+      String(
+        format: "%.1f s in all, %.0f tokens/s of training, peak resident memory %.0f MB", seconds,
+        Double(trainedSteps) * Double(config.tokensPerStep) / seconds, Double(peakResidentBytes()) / 1e6))
+    if let checkpoint {
+      print(
+        savedAt.map { "checkpoint (the best validation loss, at step \($0)): \(checkpoint)" }
+          ?? "no checkpoint written: no evaluation in this run beat the validation loss before it")
+    }
+    if sampleTokens > 0 {
+      let prompt = defaultPrompt(data.tokenizer)
+      let tokens = trainer.model.generate(
+        prompt, count: sampleTokens, sampling: Sampling(temperature: 0.8, topK: 200), seed: 1, useCache: true)
+      print("a sample of \(sampleTokens) tokens (temperature 0.8, top-k 200, seed 1):")
+      print(data.tokenizer.decode(tokens))
+    }
+    var table = Table(columns: ["step", "train_loss", "val_loss"])
+    for r in trainer.history { table.append([Double(r.step), r.trainLoss, r.valLoss]) }
+    let chart = LineChart(
+      title: "Stage 7: pretraining on \(URL(fileURLWithPath: corpus).lastPathComponent) (\(tokenizer.rawValue))",
+      xLabel: "step", yLabel: "loss (nats per token)", table: table,
+      curves: [Curve("train_loss", title: "train loss"), Curve("val_loss", title: "validation loss")])
+    let written = try writeLineChart(chart, name: Self.plotName, directory: plotDir)
+    print("wrote " + written.written.joined(separator: ", "))
+    for note in written.notes { print("note: " + note) }
+  }
+}
+
+/// Tiny Shakespeare, as the project ships it (Shared/Datasets/Data).
+let defaultCorpus = shakespearePath
+
+/// The prompt of a sample when none is given: a newline, as nanoGPT's sample.py starts, or the tokenizer's first id
+/// when a newline is not in its vocabulary (a corpus without line breaks).
+func defaultPrompt(_ tokenizer: any Tokenizer) -> [Int] {
+  (try? tokenizer.encode("\n")).flatMap { $0.isEmpty ? nil : $0 } ?? [0]
+}

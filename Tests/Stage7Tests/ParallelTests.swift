@@ -1,0 +1,277 @@
+import Foundation
+import Support
+import Testing
+
+@testable import Stage7
+
+/// Stage 7's communicator and data parallelism (with ZeRO), each against what one process computes.
+@Suite struct CommunicatorTests {
+  /// Values whose sums are exact in Float, so that every result has one right answer.
+  static func values(rank: Int, count: Int) -> [Float] { (0..<count).map { Float(($0 * 7 + rank * 13) % 101) } }
+
+  @Test(arguments: [1, 2, 3, 4]) func collectivesGiveTheirDefinitions(ranks: Int) throws {
+    let count = 10
+    let results = try runOnThreads(ranks: ranks, timeout: 30) { comm -> [[Float]] in
+      var sum = Self.values(rank: comm.rank, count: count)
+      try comm.allReduce(&sum)
+      var average = Self.values(rank: comm.rank, count: count)
+      try average.withUnsafeMutableBufferPointer { try comm.allReduce($0, .average) }
+      var scattered = Self.values(rank: comm.rank, count: count)
+      let bounds = comm.evenBounds(count)
+      try scattered.withUnsafeMutableBufferPointer { try comm.reduceScatter($0, bounds: bounds) }
+      var gathered = [Float](repeating: -1, count: count)
+      for i in bounds[comm.rank]..<bounds[comm.rank + 1] { gathered[i] = Float(comm.rank * 100 + i) }
+      try gathered.withUnsafeMutableBufferPointer { try comm.allGather($0, bounds: bounds) }
+      var broadcast = comm.rank == ranks - 1 ? [Float(1), 2, 3] : [0, 0, 0]
+      try comm.broadcast(&broadcast, root: ranks - 1)
+      let ranksSeen = try comm.gather(Float(comm.rank))
+      try comm.barrier()
+      return [
+        sum, average, Array(scattered[bounds[comm.rank]..<bounds[comm.rank + 1]]), gathered, broadcast, ranksSeen,
+      ]
+    }
+    let expected = (0..<count).map { i in (0..<ranks).reduce(Float(0)) { $0 + Self.values(rank: $1, count: count)[i] } }
+    let bounds = (0...ranks).map { count * $0 / ranks }
+    for (rank, result) in results.enumerated() {
+      #expect(result[0] == expected)
+      #expect(result[1] == expected.map { $0 / Float(ranks) })
+      #expect(result[2] == Array(expected[bounds[rank]..<bounds[rank + 1]]))
+      let owners: [Int] = (0..<count).map { i in (0..<ranks).first { bounds[$0 + 1] > i }! }
+      let gathered: [Float] = (0..<count).map { i in Float(owners[i] * 100 + i) }
+      #expect(result[3] == gathered)
+      #expect(result[4] == [1, 2, 3])
+      #expect(result[5] == (0..<ranks).map(Float.init))
+    }
+  }
+
+  /// The ring's promise: each rank sends 2 (p - 1) / p of the buffer in an all-reduce, however many ranks.
+  @Test(arguments: [2, 4]) func ringAllReduceSendsTwiceTheShareOfTheBuffer(ranks: Int) throws {
+    let count = 4096
+    let sent = try runOnThreads(ranks: ranks, timeout: 30) { comm -> Int in
+      var values = [Float](repeating: 1, count: count)
+      try comm.allReduce(&values)
+      #expect(values.allSatisfy { $0 == Float(ranks) })
+      return comm.bytesSent
+    }
+    #expect(sent == Array(repeating: 2 * (ranks - 1) * count / ranks * 4, count: ranks))
+  }
+
+  /// The same inputs give the same bits, run after run, though the threads' timing differs.
+  @Test func sumsAreTheSameBitsEveryRun() throws {
+    func run() throws -> [[Float]] {
+      try runOnThreads(ranks: 4, timeout: 30) { comm -> [Float] in
+        var rng = SeededRNG(seed: UInt64(comm.rank) + 1)
+        var values = (0..<1000).map { _ in Float(rng.uniform(-1e3, 1e3)) }
+        try comm.allReduce(&values)
+        return values
+      }
+    }
+    let first = try run()
+    for _ in 0..<3 { #expect(try run() == first) }
+    for result in first { #expect(result == first[0]) }
+  }
+
+  /// Sub-groups: four ranks as a 2 x 2 grid, rows and columns each reducing on their own.
+  @Test func splitMakesIndependentGroups() throws {
+    let results = try runOnThreads(ranks: 4, timeout: 30) { comm -> [Float] in
+      let row = try comm.split(color: comm.rank / 2, key: comm.rank)
+      let column = try comm.split(color: comm.rank % 2, key: -comm.rank)  // numbered backwards
+      var rowSum = [Float(comm.rank)]
+      var columnSum = [Float(comm.rank)]
+      try column.allReduce(&columnSum)
+      try row.allReduce(&rowSum)
+      return [rowSum[0], columnSum[0], Float(row.rank), Float(column.rank), Float(row.size)]
+    }
+    #expect(results[0] == [1, 2, 0, 1, 2])
+    #expect(results[1] == [1, 4, 1, 1, 2])
+    #expect(results[2] == [5, 2, 0, 0, 2])
+    #expect(results[3] == [5, 4, 1, 0, 2])
+  }
+
+  @Test func aRankThatFailsStopsEveryRankAndIsNamed() throws {
+    let clock = Stopwatch()
+    do {
+      _ = try runOnThreads(ranks: 3, timeout: 60) { comm -> Int in
+        if comm.rank == 1 { throw UserError("out of data") }
+        var values: [Float] = [1]
+        try comm.allReduce(&values)
+        return 0
+      }
+      Issue.record("no error")
+    } catch let error as ParallelError {
+      #expect(error.rank == 1)
+      #expect(error.description == "rank 1 failed: out of data")
+    }
+    #expect(clock.seconds < 10)
+  }
+
+  @Test func aRankThatStopsAnsweringIsNamedWithinTheTimeout() throws {
+    let clock = Stopwatch()
+    do {
+      _ = try runOnThreads(ranks: 2, timeout: 0.5) { comm -> Int in
+        if comm.rank == 0 { Thread.sleep(forTimeInterval: 3) }  // alive, but silent past the timeout
+        var values: [Float] = [1]
+        try comm.allReduce(&values)
+        return 0
+      }
+      Issue.record("no error")
+    } catch let error as ParallelError {
+      #expect(error.rank == 0)
+      #expect(error.description.hasPrefix("rank 0 did not answer rank 1 within 0.5 s"), "\(error)")
+    }
+    #expect(clock.seconds < 10)
+  }
+
+  @Test func aRankThatEndsEarlyIsNamedAtOnce() throws {
+    let clock = Stopwatch()
+    do {
+      _ = try runOnThreads(ranks: 2, timeout: 60) { comm -> Int in
+        if comm.rank == 1 { return 1 }  // leaves without taking part
+        var values: [Float] = [1]
+        try comm.allReduce(&values)
+        return 0
+      }
+      Issue.record("no error")
+    } catch let error as ParallelError {
+      #expect(error.rank == 1)
+      #expect(error.description.hasPrefix("rank 1 has stopped without sending what rank 0 waits for"), "\(error)")
+    }
+    #expect(clock.seconds < 10)
+  }
+}
+
+/// Data parallelism and ZeRO on a tiny GPT, against one process.
+@Suite struct DataParallelTests {
+  static let data: SharedData = {
+    let splits = shakespeareSplits(characters: 20_000)
+    return SharedData(tokenizer: splits.tokenizer, train: splits.train, val: splits.val)
+  }()
+
+  static func config(batch: Int = 4, accumulation: Int = 1) -> TrainConfig {
+    var config = TrainConfig()
+    config.layers = 2
+    config.heads = 2
+    config.width = 16
+    config.context = 16
+    config.batchSize = batch
+    config.accumulation = accumulation
+    config.steps = 10
+    config.warmup = 2
+    config.learningRate = 3e-3
+    return config
+  }
+
+  /// The weights after `steps` data-parallel steps on each rank, and the losses of rank 0.
+  static func parallelRun(
+    ranks: Int, zero: ZeroStage, steps: Int, config: TrainConfig, bucketBytes: Int = 4096
+  ) throws -> (weights: [[[Float]]], losses: [Double], ledger: ParallelLedger) {
+    let data = Self.data
+    let results = try runOnThreads(ranks: ranks, timeout: 120) { comm in
+      let run = try DataParallelTrainer(
+        config, data: data, communicator: comm, options: .init(zero: zero, bucketBytes: bucketBytes))
+      var losses: [Double] = []
+      var ledger = ParallelLedger()
+      for _ in 0..<steps {
+        losses.append(try run.runStep())
+        ledger = run.parallel.ledgerAfterBackward
+      }
+      return (run.trainer.parameters.map(\.storage), losses, ledger)
+    }
+    return (results.map(\.0), results[0].1, results[0].2)
+  }
+
+  /// One process of one core, as the ranks are, doing the same micro-batches in the same order.
+  static func accumulatedRun(
+    ranks: Int, steps: Int, config: TrainConfig
+  ) throws -> (weights: [[Float]], losses: [Double]) {
+    var result: (weights: [[Float]], losses: [Double]) = ([], [])
+    var failure: (any Error)?
+    Parallel.withShare(max(1, Parallel.cores / ranks)) {
+      let trainer = Trainer(config, tokenizer: data.tokenizer, train: data.train, val: data.val)
+      do {
+        let losses = try (0..<steps).map { _ in try accumulatedStep(trainer, ranks: ranks) }
+        result = (trainer.parameters.map(\.storage), losses)
+      } catch { failure = error }
+    }
+    if let failure { throw failure }
+    return result
+  }
+
+  @Test func dataParallelEqualsGradientAccumulationBitForBit() throws {
+    let config = Self.config()
+    let single = try Self.accumulatedRun(ranks: 2, steps: 4, config: config)
+    let parallel = try Self.parallelRun(ranks: 2, zero: .none, steps: 4, config: config)
+    for weights in parallel.weights { #expect(weights == single.weights) }
+    #expect(parallel.losses == single.losses)
+  }
+
+  @Test(arguments: [ZeroStage.optimizer, .gradients]) func zeroEqualsDataParallelBitForBit(zero: ZeroStage) throws {
+    for ranks in [2, 4] {
+      let config = Self.config(batch: 4)
+      let ddp = try Self.parallelRun(ranks: ranks, zero: .none, steps: 3, config: config)
+      let sharded = try Self.parallelRun(ranks: ranks, zero: zero, steps: 3, config: config)
+      #expect(sharded.weights == ddp.weights, "ZeRO \(zero.rawValue) on \(ranks) ranks")
+      #expect(sharded.losses == ddp.losses)
+    }
+  }
+
+  /// Against one process on the whole batch (no cutting into micro-batches): the same gradients up to the order
+  /// of the sums, within 1e-6 of their size.
+  @Test func dataParallelGradientsEqualTheWholeBatchsWithin1e6() throws {
+    let config = Self.config(batch: 4)
+    let data = Self.data
+    let reduced = try runOnThreads(ranks: 2, timeout: 60) { comm -> [[Float]] in
+      let run = try DataParallelTrainer(config, data: data, communicator: comm, options: .init(bucketBytes: 4096))
+      let (inputs, targets) = run.trainer.sampler.nextBatch(rank: comm.rank, ranks: 2)
+      try run.parallel.backward(run.trainer.loss(inputs, targets) / 2)
+      return run.trainer.parameters.map { $0.gradStorage! }
+    }
+    let whole = Trainer(config, tokenizer: data.tokenizer, train: data.train, val: data.val)
+    let (inputs, targets) = whole.sampler.nextBatch()
+    whole.loss(inputs, targets).backward()
+    for (p, (a, b)) in zip(reduced[0], whole.parameters.map { $0.gradStorage! }).enumerated() {
+      let size = b.map(abs).max()!
+      let difference = zip(a, b).map { abs($0 - $1) }.max()!
+      #expect(difference <= 1e-6 * size, "parameter \(p): \(difference) against \(size)")
+    }
+    #expect(reduced[0] == reduced[1])
+  }
+
+  /// Gradient accumulation inside data parallelism (no_sync for the first micro-batches): the sums associate
+  /// differently from one process's (each rank's own pieces first), so within float noise, not bit for bit.
+  @Test func accumulationOnEachRankStaysCloseToOneProcess() throws {
+    let config = Self.config(batch: 4, accumulation: 2)
+    let single = try Self.accumulatedRun(ranks: 2, steps: 2, config: config)
+    let parallel = try Self.parallelRun(ranks: 2, zero: .none, steps: 2, config: config)
+    for (a, b) in zip(parallel.weights[0], single.weights) {
+      let difference = zip(a, b).map { abs($0 - $1) }.max()!
+      #expect(difference < 1e-5)
+    }
+    #expect(parallel.weights[0] == parallel.weights[1])
+  }
+
+  @Test func theLedgerFollowsTheZeroPapersFormulas() throws {
+    let config = Self.config(batch: 4)
+    let count = Double(
+      Trainer(config, tokenizer: Self.data.tokenizer, train: Self.data.train, val: Self.data.val).parameters.reduce(0) {
+        $0 + $1.count
+      })
+    for zero in ZeroStage.allCases {
+      let ledger = try Self.parallelRun(ranks: 2, zero: zero, steps: 2, config: config).ledger
+      let paper = DataParallel.paperBytesPerParameter(zero, ranks: 2) * count
+      // Chunks are cut at norm blocks, so a rank's share is near half, not exactly half.
+      #expect(abs(Double(ledger.total) - paper) <= 0.05 * paper, "ZeRO \(zero.rawValue): \(ledger) against \(paper)")
+      #expect(ledger.weights == Int(count) * 4)
+    }
+  }
+
+  @Test func bucketsComeInReverseOrderAndChunksStartAtNormBlocks() {
+    let counts = [192, 16, 128, 5]
+    let layout = GradientLayout<Float>(counts: counts, bucketBytes: 133 * 4, ranks: 2)
+    #expect(layout.buckets.map(\.parameters) == [[3, 2], [1], [0]])
+    #expect(layout.buckets[0].bounds == [0, 69, 133])  // 66 is nearest the 128's second block (5 + 64)
+    #expect(layout.buckets[1].bounds == [0, 0, 16])  // one block: all of it to one rank
+    #expect(layout.buckets[2].bounds == [0, 64, 192])  // a tie (32 either way) goes to the lower start
+    #expect(layout.firstBlock == [0, 3, 4, 6])
+  }
+}
