@@ -275,3 +275,82 @@ import Testing
     #expect(layout.firstBlock == [0, 3, 4, 6])
   }
 }
+
+/// Megatron's tensor parallelism on a tiny GPT, against the whole model in one process.
+@Suite struct TensorParallelTests {
+  static func config(heads: Int = 4) -> TrainConfig {
+    var config = DataParallelTests.config(batch: 4)
+    config.heads = heads
+    return config
+  }
+
+  /// The whole model's gradients on one batch, cut as rank `rank` of `ranks` cuts the model.
+  static func expectedGradients(config: TrainConfig, group: TensorParallelGroup) throws -> [[Float]] {
+    let data = DataParallelTests.data
+    let whole = Trainer(config, tokenizer: data.tokenizer, train: data.train, val: data.val)
+    let (inputs, targets) = whole.sampler.nextBatch()
+    whole.loss(inputs, targets).backward()
+    for p in whole.parameters { p.storage = p.gradStorage! }  // the gradients in the weights' places, to cut alike
+    return try TensorParallelGPT(slicing: whole.model, group: group).parameters().map(\.storage)
+  }
+
+  @Test(arguments: [2, 4]) func gradientsEqualTheWholeModelsWithin1e6(ranks: Int) throws {
+    let config = Self.config()
+    let data = DataParallelTests.data
+    let results = try runOnThreads(ranks: ranks, timeout: 60) { comm -> [String] in
+      let run = try TensorParallelTrainer(config, data: data, tensor: comm, data: nil)
+      let (inputs, targets) = run.sampler.nextBatch()
+      try run.model.loss(inputs, targets, batch: 4).backward()
+      try run.model.group.check()
+      let expected = try Self.expectedGradients(config: config, group: TensorParallelGroup(comm))
+      var problems: [String] = []
+      for ((name, p), want) in zip(run.model.namedParameters(), expected) {
+        let got = p.gradStorage!
+        let size = want.map(abs).max()!
+        let difference = zip(got, want).map { abs($0 - $1) }.max()!
+        if difference > 1e-6 * size { problems.append("rank \(comm.rank) \(name): \(difference) against \(size)") }
+      }
+      return problems
+    }
+    #expect(results.flatMap { $0 } == [])
+  }
+
+  @Test func vocabularyIsPaddedAndHeadsMustDivide() throws {
+    let data = DataParallelTests.data
+    let padded = try runOnThreads(ranks: 4, timeout: 60) { comm -> Int in
+      try TensorParallelTrainer(Self.config(), data: data, tensor: comm, data: nil).model.paddedVocabulary
+    }
+    let vocabulary = data.tokenizer.vocabularySize
+    #expect(vocabulary % 4 != 0 && padded == Array(repeating: (vocabulary + 3) / 4 * 4, count: 4))
+    do {
+      _ = try runOnThreads(ranks: 4, timeout: 60) { comm in
+        try TensorParallelTrainer(Self.config(heads: 2), data: data, tensor: comm, data: nil)
+      }
+      Issue.record("accepted 2 heads on 4 ranks")
+    } catch let error as ParallelError {
+      #expect(error.description == "rank 0 failed: --tp 4 does not divide the 2 heads: each rank must hold whole heads")
+    }
+  }
+
+  /// Three steps of training: tensor parallel on 2 ranks, and data x tensor on 4 (2 x 2), against one process on
+  /// the whole batch.
+  @Test func trainingFollowsOneProcess() throws {
+    let config = Self.config()
+    let data = DataParallelTests.data
+    let whole = Trainer(config, tokenizer: data.tokenizer, train: data.train, val: data.val)
+    let expected = try (0..<3).map { _ in try whole.runStep() }
+    let tensor = try runOnThreads(ranks: 2, timeout: 60) { comm -> [Double] in
+      let run = try TensorParallelTrainer(config, data: data, tensor: comm, data: nil)
+      return try (0..<3).map { _ in try run.runStep() }
+    }
+    let grid = try runOnThreads(ranks: 4, timeout: 60) { comm -> [Double] in
+      let tensorGroup = try comm.split(color: comm.rank / 2, key: comm.rank)
+      let dataGroup = try comm.split(color: comm.rank % 2, key: comm.rank)
+      let run = try TensorParallelTrainer(config, data: data, tensor: tensorGroup, data: dataGroup)
+      return try (0..<3).map { _ in try run.runStep() }
+    }
+    for losses in tensor + grid {
+      for (a, b) in zip(losses, expected) { #expect(abs(a - b) <= 1e-5 * b, "\(losses) against \(expected)") }
+    }
+  }
+}

@@ -215,13 +215,18 @@ public func gradientBlockSquares<Scalar: TensorScalar>(_ parameters: [Tensor<Sca
 @discardableResult
 public func clipGradNorm<Scalar: TensorScalar>(_ parameters: [Tensor<Scalar>], maxNorm: Double) -> Double {
   let norm = gradientBlockSquares(parameters).reduce(0, +).squareRoot()
-  let scale = clipScale(norm: norm, maxNorm: maxNorm, as: Scalar.self)
-  if scale < 1 {
-    for p in parameters where p.gradStorage != nil {
-      p.gradStorage!.withUnsafeMutableBufferPointer { g in Kernels.scale(g.start, count: g.count, by: scale) }
-    }
-  }
+  clipGradients(parameters, norm: norm, maxNorm: maxNorm)
   return norm
+}
+
+/// Multiplies every gradient by `clipScale` when that is below 1: clipping, for a norm computed elsewhere (stage
+/// 7's tensor parallelism sums it across ranks).
+public func clipGradients<Scalar: TensorScalar>(_ parameters: [Tensor<Scalar>], norm: Double, maxNorm: Double) {
+  let scale = clipScale(norm: norm, maxNorm: maxNorm, as: Scalar.self)
+  guard scale < 1 else { return }
+  for p in parameters where p.gradStorage != nil {
+    p.gradStorage!.withUnsafeMutableBufferPointer { g in Kernels.scale(g.start, count: g.count, by: scale) }
+  }
 }
 
 /// The factor clipping multiplies the gradients by: maxNorm / (norm + 1e-6), or 1 when that is not below 1.

@@ -48,6 +48,8 @@ public enum ReduceOp: Sendable {
   case sum
   /// The sum divided by the group's size.
   case average
+  /// The largest value (the vocabulary-parallel softmax's maximum).
+  case max
 }
 
 /// The tags of the collectives (a user's point-to-point tags are small non-negative numbers).
@@ -88,7 +90,7 @@ extension Communicator {
   /// The sum of chunk c is formed in the order of the ring from rank c + 1: with two ranks that is a + b in every
   /// chunk (the same bits as b + a), with more it differs from chunk to chunk, as in NCCL.
   public func reduceScatter<S: KernelScalar & BitwiseCopyable>(
-    _ buffer: UnsafeMutableBufferPointer<S>, bounds: [Int]
+    _ buffer: UnsafeMutableBufferPointer<S>, bounds: [Int], _ op: ReduceOp = .sum
   ) throws {
     precondition(bounds.count == size + 1 && bounds.last == buffer.count, "reduceScatter: bounds do not cut the buffer")
     guard size > 1 else { return }
@@ -105,7 +107,11 @@ extension Communicator {
         try receive(
           UnsafeMutableBufferPointer(rebasing: arrived[0..<count]), from: previous, tag: CollectiveTag.reduceScatter)
         let own = buffer.baseAddress! + bounds[into]
-        for i in 0..<count { own[i] = arrived[i] + own[i] }
+        if op == .max {
+          for i in 0..<count { own[i] = Swift.max(arrived[i], own[i]) }
+        } else {
+          for i in 0..<count { own[i] = arrived[i] + own[i] }
+        }
       }
     }
   }
@@ -134,7 +140,7 @@ extension Communicator {
     _ buffer: UnsafeMutableBufferPointer<S>, _ op: ReduceOp = .sum, bounds: [Int]? = nil
   ) throws {
     let bounds = bounds ?? evenBounds(buffer.count)
-    try reduceScatter(buffer, bounds: bounds)
+    try reduceScatter(buffer, bounds: bounds, op)
     try allGather(buffer, bounds: bounds)
     if op == .average && size > 1 {
       let divisor = S(size)

@@ -55,6 +55,9 @@ public final class DataParallel {
   let firstMoments: [Buffer]
   let secondMoments: [Buffer]
   let ownGradients: [Buffer]
+  /// The squared gradient norm of the whole model, when these parameters are one rank's share of a model cut
+  /// by tensor parallelism (ZeRO 0 only); nil: the squares of these parameters' gradients.
+  public var gradientSquares: (() throws -> Double)?
   /// Parameters of each bucket whose gradient is not final yet in this backward.
   var waiting: [Int]
   /// The first bucket not yet handed to the communication thread (buckets go in order, on every rank alike).
@@ -172,6 +175,13 @@ public final class DataParallel {
   public func step(learningRate: Double, maxNorm: Double = 1) throws -> Double {
     optimizer.learningRate = learningRate
     guard zero != .none else {
+      if let gradientSquares {  // a model cut across a tensor group: its norm takes the group's parts
+        let norm = try gradientSquares().squareRoot()
+        clipGradients(parameters, norm: norm, maxNorm: maxNorm)
+        optimizer.step()
+        optimizer.zeroGrad()
+        return norm
+      }
       let norm = clipGradNorm(parameters, maxNorm: maxNorm)
       optimizer.step()
       optimizer.zeroGrad()
