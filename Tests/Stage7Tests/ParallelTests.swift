@@ -354,3 +354,78 @@ import Testing
     }
   }
 }
+
+/// Pipeline parallelism: the schedules' orders, and training equal to one process's gradient accumulation.
+@Suite struct PipelineTests {
+  @Test func oneForwardOneBackwardWarmsUpThenAlternates() {
+    let order = PipelineSchedule.oneForwardOneBackward.order(stage: 0, stages: 2, micro: 4)
+    #expect(
+      order.map { ($0.forward ? "F" : "B") + String($0.micro) } == ["F0", "F1", "B0", "F2", "B1", "F3", "B2", "B3"])
+    let last = PipelineSchedule.oneForwardOneBackward.order(stage: 1, stages: 2, micro: 4)
+    #expect(
+      last.map { ($0.forward ? "F" : "B") + String($0.micro) } == ["F0", "B0", "F1", "B1", "F2", "B2", "F3", "B3"])
+    let gpipe = PipelineSchedule.gpipe.order(stage: 0, stages: 2, micro: 2)
+    #expect(gpipe.map { ($0.forward ? "F" : "B") + String($0.micro) } == ["F0", "F1", "B0", "B1"])
+  }
+
+  static func run(
+    ranks: Int, micro: Int, schedule: PipelineSchedule, steps: Int, config: TrainConfig
+  ) throws -> [(weights: [[Float]], losses: [Double], peak: Int)] {
+    let data = DataParallelTests.data
+    return try runOnThreads(ranks: ranks, timeout: 60) { comm in
+      let stage = try PipelineStage(config, data: data, communicator: comm)
+      let losses = try (0..<steps).map { _ in try stage.runStep(micro: micro, schedule: schedule) }
+      return (stage.parameters.map(\.storage), losses, stage.peakInFlight)
+    }
+  }
+
+  @Test(arguments: PipelineSchedule.allCases) func pipelineEqualsGradientAccumulationBitForBit(
+    schedule: PipelineSchedule
+  ) throws {
+    for (ranks, layers) in [(2, 2), (4, 4)] {
+      var config = DataParallelTests.config(batch: 4)
+      config.layers = layers
+      let single = try DataParallelTests.accumulatedRun(ranks: 4, steps: 3, config: config)
+      let stages = try Self.run(ranks: ranks, micro: 4, schedule: schedule, steps: 3, config: config)
+      // The stages' parameters laid end to end are the model's, in its order (the head is the first stage's table).
+      #expect(stages.flatMap(\.weights) == single.weights, "\(schedule) on \(ranks) stages")
+      for stage in stages {
+        for (a, b) in zip(stage.losses, single.losses) { #expect(abs(a - b) <= 1e-12 * b) }
+      }
+      let peaks = stages.map(\.peak)
+      #expect(peaks == (0..<ranks).map { schedule == .gpipe ? 4 : min(4, ranks - $0) }, "\(schedule): \(peaks)")
+    }
+  }
+
+  @Test func dataTimesPipelineOnFourRanksFollowsOneProcess() throws {
+    let config = DataParallelTests.config(batch: 4)
+    let data = DataParallelTests.data
+    let single = try DataParallelTests.accumulatedRun(ranks: 2, steps: 3, config: config)
+    let grid = try runOnThreads(ranks: 4, timeout: 60) { comm -> (weights: [[Float]], losses: [Double]) in
+      let (copy, stageIndex) = comm.rank.quotientAndRemainder(dividingBy: 2)
+      let pipeline = try comm.split(color: copy, key: stageIndex)
+      let copies = try comm.split(color: stageIndex, key: copy)
+      let stage = try PipelineStage(config, data: data, communicator: pipeline)
+      let losses = try (0..<3).map { _ in
+        try stage.runStep(micro: 1, schedule: .oneForwardOneBackward, copy: copy, copies: 2, dataGroup: copies)
+      }
+      return (stage.parameters.map(\.storage), losses)
+    }
+    // Each copy of the pipeline runs one micro-batch, the copies' sums are one process's two micro-batches.
+    #expect(grid[0].weights + grid[1].weights == single.weights)
+    #expect(grid[2].weights + grid[3].weights == single.weights)
+    for (a, b) in zip(grid[0].losses, single.losses) { #expect(abs(a - b) <= 1e-12 * b) }
+  }
+
+  @Test func moreStagesThanBlocksIsRefused() throws {
+    let data = DataParallelTests.data
+    do {
+      _ = try runOnThreads(ranks: 4, timeout: 60) { comm in
+        try PipelineStage(DataParallelTests.config(), data: data, communicator: comm)
+      }
+      Issue.record("accepted")
+    } catch let error as ParallelError {
+      #expect(error.description == "rank 0 failed: --pp 4 needs at least 4 blocks, one per stage; the model has 2")
+    }
+  }
+}
