@@ -36,6 +36,9 @@ let shared: [Target] = [
     name: "CBLAS", path: "Shared/CBLAS", pkgConfig: "openblas",
     providers: [.apt(["libopenblas-dev"])]),
   .systemLibrary(name: "CMalloc", path: "Shared/CMalloc"),
+  // MPI from stage 7 on (the `mpi` pkg-config name is MPICH's or Open MPI's, whichever Debian's alternatives chose).
+  .systemLibrary(
+    name: "CMPI", path: "Shared/CMPI", pkgConfig: "mpi", providers: [.apt(["libmpich-dev"])]),
   .target(name: "Support", dependencies: ["CMalloc"], path: "Shared/Support"),
   .target(
     name: "Kernels", dependencies: ["CBLAS", "Support", .product(name: "RealModule", package: "swift-numerics")],
@@ -58,7 +61,8 @@ let stageTargets: [Target] = stages.flatMap { slug -> [Target] in
   let number = String(slug.prefix(while: \.isNumber))
   return [
     .executableTarget(
-      name: "Stage\(number)", dependencies: stageDependencies, path: "Stages/\(slug)",
+      name: "Stage\(number)", dependencies: stageDependencies + (Int(number)! >= 7 ? ["CMPI"] : []),
+      path: "Stages/\(slug)",
       exclude: ["README.md"], swiftSettings: releaseSettings),
     .testTarget(
       name: "Stage\(number)Tests", dependencies: [.target(name: "Stage\(number)"), "GradCheck", "Kernels", "Support"],

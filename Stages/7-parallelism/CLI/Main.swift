@@ -19,11 +19,12 @@ struct Stage7Command: ParsableCommand {
     abstract:
       "Stage 7: fine-tuning. Every method (full, head, last-k, BitFit, LayerNorm, LoRA, adapters, prefix, prompt, IA3) on a pretrained GPT.",
     subcommands: [
-      CompareCommand.self, FineTuneCommand.self, MergeCommand.self, DigitsCommand.self, TrainCommand.self,
+      ParityCommand.self, CompareCommand.self, FineTuneCommand.self, MergeCommand.self, DigitsCommand.self,
+      TrainCommand.self,
       SampleCommand.self, TokenizeCommand.self, MaskedLMCommand.self, FillCommand.self,
       ExportCommand.self, GraphCommand.self, GradcheckCommand.self, BenchCommand.self,
     ],
-    defaultSubcommand: CompareCommand.self)
+    defaultSubcommand: ParityCommand.self)
 
   /// Runs the command; a mistake in the input ends with one line on stderr and a non-zero exit, never a trace.
   static func main() {

@@ -26,16 +26,19 @@ final class CommunicationThread: @unchecked Sendable {
   func submit(_ label: String, _ job: @escaping () throws -> Void) {
     condition.lock()
     jobs.append { [self] in
-      let start = Stopwatch.now()
+      let start = elapsed()
       try job()
-      let end = Stopwatch.now()
+      let end = elapsed()
       condition.lock()
-      spans.append((Double(start &- origin) / 1e9, Double(end &- origin) / 1e9, label))
+      spans.append((start, end, label))
       condition.unlock()
     }
     condition.broadcast()
     condition.unlock()
   }
+
+  /// Seconds since `origin`.
+  func elapsed() -> Double { Double(Stopwatch.now() &- origin) / 1e9 }
 
   /// Waits until every queued job has run; throws the first failure among them (and forgets it).
   func wait() throws {

@@ -57,6 +57,7 @@ enum CollectiveTag {
   static let reduceScatter = -1
   static let allGather = -2
   static let broadcast = -3
+  static let gather = -4
 }
 
 extension Communicator {
@@ -172,6 +173,21 @@ extension Communicator {
     values[rank] = value
     try values.withUnsafeMutableBufferPointer { try allGather($0, bounds: Array(0...size)) }
     return values
+  }
+
+  /// Every rank's array (of any length) at `root`, in rank order; nil on the other ranks.
+  public func gatherArrays<S: KernelScalar & BitwiseCopyable>(_ values: [S], root: Int = 0) throws -> [[S]]? {
+    let counts = try gather(Double(values.count)).map { Int($0) }
+    guard rank == root else {
+      try values.withUnsafeBufferPointer { try send($0, to: root, tag: CollectiveTag.gather) }
+      return nil
+    }
+    return try (0..<size).map { source in
+      if source == root { return values }
+      var arrived = [S](repeating: 0, count: counts[source])
+      try arrived.withUnsafeMutableBufferPointer { try receive($0, from: source, tag: CollectiveTag.gather) }
+      return arrived
+    }
   }
 
   /// Returns once every rank of the group has called it.

@@ -103,6 +103,7 @@ public final class DataParallel {
   /// on this rank.
   public func backward(_ loss: Tensor<Scalar>, sync: Bool = true) throws {
     guard sync else { return loss.backward() }
+    let start = worker.elapsed()
     waiting = layout.buckets.map(\.parameters.count)
     nextBucket = 0
     loss.backward { [self] leaf in
@@ -110,6 +111,7 @@ public final class DataParallel {
       waiting[layout.place[i].bucket] -= 1
       launchReadyBuckets()
     }
+    lastBackward = (start, worker.elapsed())
     // A parameter backward never reached (unused by this loss) counts as a zero gradient.
     for b in layout.buckets.indices { waiting[b] = 0 }
     launchReadyBuckets()
@@ -284,6 +286,8 @@ public final class DataParallel {
     }
   }
 
-  /// When each bucket's collective ran since the last call (seconds from this rank's start), for the timeline.
-  func takeBucketSpans() -> [(start: Double, end: Double, label: String)] { worker.takeSpans() }
+  /// When the last synchronising backward ran, and when each bucket's collective ran since the last call
+  /// (seconds from this rank's start, one clock for both): the timeline of DDP's overlap.
+  public private(set) var lastBackward: (start: Double, end: Double) = (0, 0)
+  public func takeBucketSpans() -> [(start: Double, end: Double, label: String)] { worker.takeSpans() }
 }

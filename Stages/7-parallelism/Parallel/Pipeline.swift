@@ -124,7 +124,7 @@ public final class PipelineStage {
     static func activation(_ micro: Int) -> Int { 3 * micro }
     static func gradient(_ micro: Int) -> Int { 3 * micro + 1 }
     static func headGradient(_ micro: Int) -> Int { 3 * micro + 2 }
-    static let table = 1_000_000
+    static let table = -5
   }
 
   /// One optimizer step on `micro` micro-batches of the global batch, in `schedule`'s order. Returns the mean
@@ -150,7 +150,7 @@ public final class PipelineStage {
     var total = 0.0
     let width = config.width
     for (forward, m) in order.order(stage: stage, stages: stages, micro: micro) {
-      let start = elapsed()
+      var start = elapsed()  // moved past the wait for a message: a span is work, the bubble is the waiting
       let part = (m * rowsPerMicro * t)..<((m + 1) * rowsPerMicro * t)
       if forward {
         var x: Tensor<Float>
@@ -171,6 +171,7 @@ public final class PipelineStage {
           try values.withUnsafeMutableBufferPointer {
             try communicator.receive($0, from: stage - 1, tag: Tag.activation(m))
           }
+          start = elapsed()
           x = Tensor(values, shape: [rowsPerMicro, t, width], requiresGrad: true)
           stageInputs[m] = x
         }
@@ -196,6 +197,7 @@ public final class PipelineStage {
           try gradient.withUnsafeMutableBufferPointer {
             try communicator.receive($0, from: stage + 1, tag: Tag.gradient(m))
           }
+          start = elapsed()
           output.backward(gradient: gradient)
         }
         if let input = stageInputs.removeValue(forKey: m) {
@@ -267,6 +269,23 @@ public final class PipelineStage {
       p.gradStorage = Array(flat[offset..<(offset + p.count)])
       offset += p.count
     }
+  }
+
+  /// Every rank's spans of the last step at rank 0 (nil on the others).
+  public func gatherSpans() throws -> [PipelineSpan]? {
+    var mine: [Double] = []
+    for span in spans { mine += [Double(span.rank), span.forward ? 1 : 0, Double(span.micro), span.start, span.end] }
+    guard let all = try communicator.gatherArrays(mine) else { return nil }
+    var decoded: [PipelineSpan] = []
+    for values in all {
+      for i in stride(from: 0, to: values.count, by: 5) {
+        decoded.append(
+          PipelineSpan(
+            rank: Int(values[i]), forward: values[i + 1] == 1, micro: Int(values[i + 2]), start: values[i + 3],
+            end: values[i + 4]))
+      }
+    }
+    return decoded
   }
 
   /// The share of the step this rank spent waiting: 1 - (time in its forwards and backwards) / (the step's time).
