@@ -72,6 +72,13 @@ enum BadValues {
         ("--lm-steps", BadValues.count), ("--cls-steps", BadValues.count), ("--batch-size", BadValues.count),
         ("--seeds", BadValues.count), ("--cls-lr", BadValues.positive),
       ]) + BadValues.cases(["digits"], [("--seeds", BadValues.count)])
+  static let parity = BadValues.cases(
+    ["parity"],
+    [
+      ("--steps", BadValues.count), ("--ranks", BadValues.count + ["65"]), ("--microbatches", BadValues.count + ["13"]),
+      ("--bucket-mb", BadValues.positive), ("--timeout", BadValues.positive), ("--layers", BadValues.count),
+      ("--heads", BadValues.count), ("--width", BadValues.count), ("--context", BadValues.count),
+    ])
   /// Sizes in range whose product is too large for the machine: the memory estimate refuses them.
   static let tooLarge = [
     BadInput(arguments: ["train", "--width", "65536", "--heads", "1"], option: "--width"),
@@ -82,7 +89,7 @@ enum BadValues {
     BadInput(arguments: ["train", "--width", "30", "--heads", "4"], option: "--heads"),
   ]
 
-  @Test(arguments: train + sample + tokenize + bench + finetune + compare + tooLarge)
+  @Test(arguments: train + sample + tokenize + bench + finetune + compare + parity + tooLarge)
   func aBadValueEndsInOneLineNamingTheOption(_ input: BadInput) throws {
     let result = try runTool(Self.executable, input.arguments)
     let lines = result.errorOutput.split(separator: "\n")

@@ -126,7 +126,7 @@ struct ParityCommand: ParsableCommand {
       largest(run.dpWeights, accumulated.weights))
     row("data parallel: ranks' weights", "rank 0's", "bit for bit", run.dpRanksDiffer)
     row(
-      "data parallel: losses", "one process on the whole batch", "1e-6 relative at first",
+      "data parallel, whole batch: losses", "one process on the whole batch", "1e-6 relative at first",
       largest(run.dpLosses, wholeLosses, relative: true))
     for (zero, weights) in run.zeroWeights {
       row(

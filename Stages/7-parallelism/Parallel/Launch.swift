@@ -10,9 +10,26 @@ public enum Backend: String, CaseIterable, Sendable {
 /// Runs `body` on every rank and returns rank 0's result (nil in the other processes of an MPI run, which have
 /// nothing more to do). Threads: `ranks` threads of this process. MPI: this process is one rank of the world
 /// `mpiexec` started (`ranks` is then the world's size, and must be what mpiexec was given when not nil).
+///
+/// Three environment variables inject faults, for the tests of what a failure does: STAGE7_FAIL_RANK=r makes rank
+/// r throw as it starts; STAGE7_HANG_RANK=r makes it stop answering (it sleeps), which the others' watchdog
+/// notices after --timeout; STAGE7_KILL_RANK=r makes rank r's process die (SIGKILL) once the group has formed
+/// (under MPI, where mpiexec then stops the others; on threads it would take every rank with it).
 public func onRanks<T>(
-  _ backend: Backend, ranks: Int, timeout: Double = 300, _ body: @escaping @Sendable (any Communicator) throws -> T
+  _ backend: Backend, ranks: Int, timeout: Double = 300, _ work: @escaping @Sendable (any Communicator) throws -> T
 ) throws -> T? {
+  let environment = ProcessInfo.processInfo.environment
+  let rank = { (name: String) in environment[name].flatMap(Int.init) }
+  let (failing, hanging, dying) = (rank("STAGE7_FAIL_RANK"), rank("STAGE7_HANG_RANK"), rank("STAGE7_KILL_RANK"))
+  let body = { @Sendable (comm: any Communicator) throws -> T in
+    if let dying {
+      try comm.barrier()  // every rank, so that the group has formed
+      if comm.rank == dying { kill(getpid(), SIGKILL) }
+    }
+    if comm.rank == failing { throw UserError("failed on purpose (STAGE7_FAIL_RANK=\(comm.rank))") }
+    if comm.rank == hanging { while true { Thread.sleep(forTimeInterval: 1) } }
+    return try work(comm)
+  }
   switch backend {
   case .threads:
     return try runOnThreads(ranks: ranks, timeout: timeout) { try body($0) }[0]

@@ -35,7 +35,16 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     (rank, size) = (Int(r), Int(s))
   }
 
-  deinit { finishSends() }
+  // Never waits: a communicator let go while a peer is gone (a failed run unwinding) must not block on sends
+  // that cannot finish. MPI completes the unfinished ones in the background (MPI_Request_free); their copies
+  // stay allocated, since MPI may still read them.
+  deinit {
+    pruneSends()
+    for entry in pending {
+      var request = entry.request
+      MPI_Request_free(&request)
+    }
+  }
 
   private static let initialized = Mutex(false)
 
@@ -44,6 +53,9 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
   public static func world(timeout: Double = 300) throws -> MPICommunicator {
     try initialized.withLock { started in
       guard !started else { return }
+      // A peer that died leaves a broken connection: writing to it must be an error MPI returns (which names
+      // the peer), not SIGPIPE, which would end this rank without a word.
+      signal(SIGPIPE, SIG_IGN)
       var provided: Int32 = 0
       guard MPI_Init_thread(nil, nil, cmpi_thread_multiple(), &provided) == cmpi_success() else {
         throw UserError("MPI could not start (MPI_Init_thread failed)")
@@ -131,9 +143,32 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
   }
 
   public func split(color: Int, key: Int) throws -> any Communicator {
+    try barrier()  // through this code's receives, whose watchdog names a rank that is gone
     var newComm = cmpi_comm_null()
-    try check(MPI_Comm_split(comm, Int32(color), Int32(key), &newComm), "a split", peer: rank)
+    let code = watched("MPI_Comm_split") { MPI_Comm_split(comm, Int32(color), Int32(key), &newComm) }
+    try check(code, "a split", peer: rank)
     return try MPICommunicator(comm: newComm, timeout: timeout, sent: sent)
+  }
+
+  /// Runs a blocking MPI call (one this code cannot poll) under a watchdog: if it has not returned after
+  /// `timeout` seconds, a rank it waits for is gone, and the job ends with that said.
+  private func watched<T>(_ what: String, _ call: () -> T) -> T {
+    let finished = Atomic<Bool>(false)
+    let (rank, timeout) = (self.rank, self.timeout)
+    let watchdog = Thread { [self] in
+      let deadline = Stopwatch.now() + UInt64(timeout * 1e9)
+      while !finished.load(ordering: .acquiring) {
+        if Stopwatch.now() > deadline {
+          abortJob(
+            "rank \(rank): \(what) did not finish within \(String(format: "%g", timeout)) s (another rank stopped): stopping every rank"
+          )
+        }
+        usleep(10_000)
+      }
+    }
+    watchdog.start()
+    defer { finished.store(true, ordering: .releasing) }
+    return call()
   }
 
   /// Prints why this rank stops and ends the whole job: mpiexec stops every other rank.

@@ -187,7 +187,14 @@ public func runOnThreads<T>(
     thread.name = "rank \(rank)"
     thread.start()
   }
-  done.wait()
+  // Every rank ends, or stops at its next wait once one has failed; a rank that never waits again (stuck in
+  // its own work) is left behind after a grace second, as a process that hangs is left to its launcher.
+  while done.wait(timeout: .now() + 0.05) == .timedOut {
+    if world.failure != nil {
+      _ = done.wait(timeout: .now() + 1)
+      break
+    }
+  }
   // The error to report: the first rank's own failure (not the other ranks' news of it).
   if let failure = world.failure {
     if let own = results.errors[failure.rank], !(own is ParallelError) {
