@@ -7,7 +7,8 @@ import Support
 /// `stage7 bench`: full training steps of a GPT, nanoGPT's CPU configuration and its default Shakespeare model,
 /// against the sgemm peak measured in the same run, with a memory ledger; decoding speed with and without the KV
 /// cache; the BPE tokenizer's training time and encoding throughput on Tiny Shakespeare; and GPT-2 small's decoding
-/// and prefill, its weight traffic against the memory bandwidth measured in the same run (`DecodingBench`).
+/// and prefill, its weight traffic against the memory bandwidth measured in the same run (`DecodingBench`); with
+/// --parallel, only stage 7's figures (`ParallelBench`).
 struct BenchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "bench",
@@ -18,10 +19,15 @@ struct BenchCommand: ParsableCommand {
   var profile = false
   @Option(help: "Only GPT-2's decoding and prefill, with the model of this Hugging Face GPT-2 folder.") var hf: String?
   @Flag(help: "Only GPT-2's decoding and prefill, with a randomly initialised GPT-2 small.") var decoding = false
+  @Flag(
+    help: "Only the parallel figures: data parallelism's scaling, the collectives against the cost model, the bubble.")
+  var parallel = false
   @OptionGroup var kernelOptions: KernelOptions
+  @OptionGroup var launch: LaunchOptions
 
   func validate() throws {
     try Check.number(seconds, "--seconds", in: .positive(upTo: 600))
+    try launch.check()
   }
 
   /// The times of `body`, repeated for about `seconds` (default: --seconds; at least 3 times) after `warmup` calls.
@@ -35,6 +41,7 @@ struct BenchCommand: ParsableCommand {
 
   func run() throws {
     kernelOptions.apply()
+    if parallel { return try ParallelBench(launch: launch, seconds: seconds).run() }
     if let hf {
       let clock = Stopwatch()
       let model = try GPT.huggingFace(hf)

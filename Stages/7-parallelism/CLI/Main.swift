@@ -19,7 +19,8 @@ struct Stage7Command: ParsableCommand {
     abstract:
       "Stage 7: fine-tuning. Every method (full, head, last-k, BitFit, LayerNorm, LoRA, adapters, prefix, prompt, IA3) on a pretrained GPT.",
     subcommands: [
-      ParityCommand.self, CompareCommand.self, FineTuneCommand.self, MergeCommand.self, DigitsCommand.self,
+      ParityCommand.self, PlanCommand.self, CompareCommand.self, FineTuneCommand.self, MergeCommand.self,
+      DigitsCommand.self,
       TrainCommand.self,
       SampleCommand.self, TokenizeCommand.self, MaskedLMCommand.self, FillCommand.self,
       ExportCommand.self, GraphCommand.self, GradcheckCommand.self, BenchCommand.self,

@@ -64,7 +64,7 @@ struct ParityCommand: ParsableCommand {
       throw UserError("a pipeline of \(ranks) stages needs --layers at least \(ranks), got \(layers)")
     }
     if launch.isReporter { try prepareOutputDirectory(plotDir) }
-    let data = try demoData()
+    let data = try Self.demoData()
     let config = self.config
     let short = min(20, steps)
     let (micro, bucketBytes) = (microbatches, Int(bucketMb * 1_048_576))
@@ -89,7 +89,7 @@ struct ParityCommand: ParsableCommand {
   }
 
   /// Tiny Shakespeare, characters, 90/10, in memory (every process of an MPI run makes the same).
-  func demoData() throws -> SharedData {
+  static func demoData() throws -> SharedData {
     let corpus = try Corpus(path: defaultCorpus)
     let tokenizer = CharTokenizer(corpus: corpus.text)
     return SharedData(
@@ -175,13 +175,7 @@ struct ParityCommand: ParsableCommand {
     }
     print("")
     print("the pipeline's bubble (1F1B on \(ranks) stages, the last of 3 steps; idle share of each rank's step):")
-    for (micro, measured) in run.bubble {
-      let predicted = PipelineStage.predictedBubble(stages: ranks, micro: micro)
-      print(
-        "  \(String(format: "%2d", micro)) micro-batches: measured "
-          + measured.map { String(format: "%.2f", $0) }.joined(separator: " ")
-          + String(format: "  predicted (p-1)/(m+p-1) = %.2f", predicted))
-    }
+    printBubble(run.bubble, ranks: ranks)
     try drawTimelines(run)
   }
 
@@ -271,11 +265,7 @@ struct ParityRun {
       pipeline.append((schedule, (weights, decoded)))
     }
     // The bubble against the micro-batches.
-    for m in [1, 2, 4, 6, 12] where 12 % m == 0 {
-      let stage = try PipelineStage(config, data: data, communicator: comm)
-      for _ in 0..<3 { try stage.runStep(micro: m, schedule: .oneForwardOneBackward) }
-      if let spans = try stage.gatherSpans() { bubble.append((m, PipelineStage.bubble(spans))) }
-    }
+    bubble = try PipelineStage.bubbleTable(config, data: data, communicator: comm) ?? []
     // The 2 x 2 grids.
     if ranks == 4 {
       let (row, column) = comm.rank.quotientAndRemainder(dividingBy: 2)
@@ -319,3 +309,14 @@ struct LaunchOptions: ParsableArguments {
 }
 
 extension Backend: ExpressibleByArgument {}
+
+/// The measured bubble of each rank beside the formula's, one line per number of micro-batches.
+func printBubble(_ table: [(Int, [Double])], ranks: Int) {
+  for (micro, measured) in table {
+    print(
+      "  \(String(format: "%2d", micro)) micro-batches: measured "
+        + measured.map { String(format: "%.2f", $0) }.joined(separator: " ")
+        + String(format: "  predicted (p-1)/(m+p-1) = %.2f", PipelineStage.predictedBubble(stages: ranks, micro: micro))
+    )
+  }
+}

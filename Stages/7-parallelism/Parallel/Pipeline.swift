@@ -299,6 +299,20 @@ public final class PipelineStage {
     }
   }
 
+  /// The measured bubble of each rank (1F1B, the last of 3 steps) for each number of micro-batches that divides
+  /// the batch, from 1 to the batch; at rank 0 (nil on the others).
+  public static func bubbleTable(
+    _ config: TrainConfig, data: SharedData, communicator: any Communicator, micro: [Int] = [1, 2, 4, 6, 12]
+  ) throws -> [(Int, [Double])]? {
+    var table: [(Int, [Double])] = []
+    for m in micro where config.batchSize % m == 0 {
+      let stage = try PipelineStage(config, data: data, communicator: communicator)
+      for _ in 0..<3 { try stage.runStep(micro: m, schedule: .oneForwardOneBackward) }
+      if let spans = try stage.gatherSpans() { table.append((m, bubble(spans))) }
+    }
+    return communicator.rank == 0 ? table : nil
+  }
+
   /// The bubble one schedule of equal-sized forwards and backwards predicts: (p - 1) / (m + p - 1).
   public static func predictedBubble(stages p: Int, micro m: Int) -> Double { Double(p - 1) / Double(m + p - 1) }
 }
