@@ -41,7 +41,8 @@ import Testing
     for name in exact {
       #expect(rows[name] == "0 (same bits)", "\(name): \(rows[name] ?? "missing")", sourceLocation: sourceLocation)
     }
-    for name in ["tensor parallel: losses"] + (ranks == 4 ? ["data x tensor (2 x 2): losses"] : []) {
+    let close = ["data parallel, whole batch", "tensor parallel"] + (ranks == 4 ? ["data x tensor (2 x 2)"] : [])
+    for name in close.map({ $0 + ": first loss" }) {
       let value = rows[name].flatMap { Double($0) } ?? (rows[name] == "0 (same bits)" ? 0 : .nan)
       #expect(value <= 1e-6, "\(name): \(rows[name] ?? "missing")", sourceLocation: sourceLocation)
     }
@@ -107,6 +108,21 @@ import Testing
     #expect(run.status != 0)
     #expect(run.output.contains("BAD TERMINATION") && run.output.contains("signal 9"), "\(run.output)")
     #expect(clock.seconds < 30)
+  }
+
+  /// Under MPI a bad option is said once (by rank 0), and --ranks must agree with mpiexec.
+  @Test func mpiSaysABadOptionOnce() throws {
+    let bad = try Self.mpiexec(2, ["parity", "--backend", "mpi", "--microbatches", "5"])
+    #expect(
+      bad.status != 0 && bad.errorOutput == "stage7: error: --microbatches must divide the batch of 12 windows, got 5\n"
+    )
+    let ranks = try Self.mpiexec(2, ["parity", "--backend", "mpi", "--ranks", "4"] + Self.tiny)
+    #expect(
+      ranks.errorOutput.hasPrefix("stage7: error: --ranks 4, but mpiexec started 2 ranks"), "\(ranks.errorOutput)")
+    let alone = try runTool(Self.executable, ["parity", "--backend", "mpi"] + Self.tiny)
+    #expect(
+      alone.errorOutput
+        == "stage7: error: --backend mpi: this process is a world of 1; start the ranks with mpiexec -n N\n")
   }
 
   @Test func sizesThatDoNotShareAreRefused() throws {

@@ -6,7 +6,9 @@ import Kernels
 import Plotting
 import Support
 
-/// The command line of stage 6: `stage7` compares every fine-tuning method (the default, `compare`), `finetune` runs
+/// The command line of stage 7: `stage7` runs every kind of parallelism beside one process (the default, `parity`),
+/// `plan` predicts big runs with the cost model, `bench --parallel` measures the collectives and the scaling;
+/// stage 6's commands stay: `compare` runs every fine-tuning method, `finetune` runs
 /// one, `merge` folds a LoRA into its base, `digits` is the seeds' MLP example; `train` pretrains a GPT, `sample`
 /// generates from its checkpoint (with an adapter file too),
 /// `tokenize` trains a BPE and writes token files, `mlm` pretrains a BERT, `fill` guesses its [MASK]s, `export` writes
@@ -17,7 +19,7 @@ struct Stage7Command: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "stage7",
     abstract:
-      "Stage 7: fine-tuning. Every method (full, head, last-k, BitFit, LayerNorm, LoRA, adapters, prefix, prompt, IA3) on a pretrained GPT.",
+      "Stage 7: parallelism. Data, ZeRO, tensor and pipeline parallelism on threads or MPI, each beside one process.",
     subcommands: [
       ParityCommand.self, PlanCommand.self, CompareCommand.self, FineTuneCommand.self, MergeCommand.self,
       DigitsCommand.self,
@@ -41,7 +43,12 @@ struct Stage7Command: ParsableCommand {
         print(fullMessage(for: error))
       } else {
         closeProgressLine()
-        FileHandle.standardError.write(Data("stage7: error: \(message(for: error))\n".utf8))
+        // Under mpiexec every process meets a bad option alike: rank 0 alone says so (MPICH and Open MPI name
+        // the rank in the environment before MPI starts).
+        let environment = ProcessInfo.processInfo.environment
+        if (environment["PMI_RANK"] ?? environment["OMPI_COMM_WORLD_RANK"] ?? "0") == "0" {
+          FileHandle.standardError.write(Data("stage7: error: \(message(for: error))\n".utf8))
+        }
       }
       Foundation.exit(code.rawValue)
     }

@@ -43,6 +43,11 @@ struct ParityCommand: ParsableCommand {
     if plotDir == "" { throw UserError("--plot-dir is an empty path") }
     try Check.count(context, "--context", in: 1...1024)
     try checkModelOptions(layers: layers, heads: heads, width: width)
+    // Every thread rank holds a model (and rank 0 the references too): the estimate times the ranks, plus one.
+    let copies = Double((launch.backend == .threads ? launch.ranks ?? 2 : 1) + 1)
+    try Check.memory(
+      bytes: config.estimatedBytes(vocabulary: 65) * copies, what: "this run", options: "--width, --layers or --context"
+    )
   }
 
   /// The demo's model and schedule: stage 5's defaults, the schedule shortened to --steps.
@@ -78,7 +83,11 @@ struct ParityCommand: ParsableCommand {
     else { return }
     let parallelSeconds = clock.seconds
     if launch.backend == .threads {
-      print("ranks: \(ranks) threads of this process, one core each")
+      let share = max(1, Parallel.cores / ranks)
+      print(
+        "ranks: \(ranks) threads of this process, "
+          + (ranks <= Parallel.cores ? "\(share) core\(share == 1 ? "" : "s") each" : "sharing \(Parallel.cores) cores")
+      )
     } else {
       print("ranks: \(ranks) MPI processes")
     }
@@ -125,17 +134,23 @@ struct ParityCommand: ParsableCommand {
       "data parallel: weights", "one process, accumulating the ranks' pieces", ring,
       largest(run.dpWeights, accumulated.weights))
     row("data parallel: ranks' weights", "rank 0's", "bit for bit", run.dpRanksDiffer)
-    row(
-      "data parallel, whole batch: losses", "one process on the whole batch", "1e-6 relative at first",
-      largest(run.dpLosses, wholeLosses, relative: true))
+    // Against the whole batch the sums are in another order: the first loss agrees within 1e-6, and the curves
+    // drift apart as training amplifies the last bits (a chaotic system, as any two float orders show).
+    func close(_ name: String, _ losses: [Double], _ reference: [Double]) {
+      row(
+        name + ": first loss", "one process on the whole batch", "1e-6 relative",
+        largest(Array(losses.prefix(1)), reference, relative: true))
+      row(
+        name + ": losses", "one process on the whole batch", "float noise, growing",
+        largest(losses, reference, relative: true))
+    }
+    close("data parallel, whole batch", run.dpLosses, wholeLosses)
     for (zero, weights) in run.zeroWeights {
       row(
         "ZeRO \(zero.rawValue): weights after \(short)", "data parallel's", "bit for bit",
         largest(weights, run.dpWeightsShort))
     }
-    row(
-      "tensor parallel: losses", "one process on the whole batch", "1e-6 relative at first",
-      largest(run.tpLosses, Array(wholeLosses.prefix(short)), relative: true))
+    close("tensor parallel", run.tpLosses, Array(wholeLosses.prefix(short)))
     let pipelined = try oneProcess(microbatches, short)
     for (schedule, result) in run.pipeline {
       row(
@@ -143,9 +158,7 @@ struct ParityCommand: ParsableCommand {
         "bit for bit", largest(result.weights, pipelined.weights))
     }
     if let grid = run.dataTimesTensor {
-      row(
-        "data x tensor (2 x 2): losses", "one process on the whole batch", "1e-6 relative at first",
-        largest(grid, Array(wholeLosses.prefix(short)), relative: true))
+      close("data x tensor (2 x 2)", grid, Array(wholeLosses.prefix(short)))
     }
     if let grid = run.dataTimesPipeline {
       let reference = try oneProcess(2, short)
@@ -235,7 +248,7 @@ struct ParityRun {
       if step == config.steps - 1 { _ = dp.parallel.takeBucketSpans() }
       dpLosses.append(try dp.runStep())
       if step == short - 1 { dpWeightsShort = dp.trainer.parameters.flatMap(\.storage) }
-      if step == 1 { ledgers.append((.none, dp.parallel.ledgerAfterBackward)) }
+      if step == min(1, short - 1) { ledgers.append((.none, dp.parallel.ledgerAfterBackward)) }
     }
     dpWeights = dp.trainer.parameters.flatMap(\.storage)
     if let all = try comm.gatherArrays(dpWeights) {
@@ -249,7 +262,7 @@ struct ParityRun {
         config, data: data, communicator: comm, options: .init(zero: zero, bucketBytes: bucketBytes))
       for step in 0..<short {
         try run.runStep()
-        if step == 1 { ledgers.append((zero, run.parallel.ledgerAfterBackward)) }
+        if step == min(1, short - 1) { ledgers.append((zero, run.parallel.ledgerAfterBackward)) }
       }
       zeroWeights.append((zero, run.trainer.parameters.flatMap(\.storage)))
     }
@@ -290,18 +303,26 @@ struct ParityRun {
 struct LaunchOptions: ParsableArguments {
   @Option(help: "threads (ranks in this process) or mpi (this process is one rank of `mpiexec -n N`).")
   var backend = Backend.threads
-  @Option(parsing: .unconditional, help: "Ranks (threads; under MPI, mpiexec's -n decides).") var ranks = 2
+  @Option(parsing: .unconditional, help: "Ranks (threads, default 2; under MPI, mpiexec's -n decides).") var ranks: Int?
   @Option(parsing: .unconditional, help: "Seconds a rank waits for another before it stops the run.")
   var timeout = 300.0
 
   func check() throws {
-    try Check.count(ranks, "--ranks", in: 1...64)
+    if let ranks { try Check.count(ranks, "--ranks", in: 1...64) }
     try Check.number(timeout, "--timeout", in: Bounds(0, 86_400, includesLow: false))
   }
 
   /// How many ranks the run has: --ranks on threads, the world's size under MPI.
   func worldSize() throws -> Int {
-    backend == .threads ? ranks : try MPICommunicator.world(timeout: timeout).size
+    guard backend == .mpi else { return ranks ?? 2 }
+    let size = try MPICommunicator.world(timeout: timeout).size
+    guard size > 1 else {
+      throw UserError("--backend mpi: this process is a world of 1; start the ranks with mpiexec -n N")
+    }
+    if let ranks, ranks != size {
+      throw UserError("--ranks \(ranks), but mpiexec started \(size) ranks: under MPI, mpiexec's -n decides")
+    }
+    return size
   }
 
   /// Whether this process prints and writes files (rank 0 under MPI; the one process on threads).

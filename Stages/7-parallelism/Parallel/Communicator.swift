@@ -58,6 +58,8 @@ enum CollectiveTag {
   static let allGather = -2
   static let broadcast = -3
   static let gather = -4
+  /// Pipeline parallelism's weights from the first stage to the last (tags down to -16 are this code's).
+  static let pipelineTable = -5
 }
 
 extension Communicator {
@@ -115,6 +117,10 @@ extension Communicator {
         }
       }
     }
+    if op == .average {
+      let divisor = S(size)
+      for i in bounds[rank]..<bounds[rank + 1] { buffer[i] /= divisor }
+    }
   }
 
   /// Ring all-gather: each rank holds chunk `rank` of `buffer`; afterwards every rank holds every chunk. In step s
@@ -143,10 +149,7 @@ extension Communicator {
     let bounds = bounds ?? evenBounds(buffer.count)
     try reduceScatter(buffer, bounds: bounds, op)
     try allGather(buffer, bounds: bounds)
-    if op == .average && size > 1 {
-      let divisor = S(size)
-      for i in buffer.indices { buffer[i] /= divisor }
-    }
+
   }
 
   /// All-reduce of an array.

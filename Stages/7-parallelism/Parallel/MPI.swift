@@ -81,6 +81,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
 
   public func send(_ bytes: UnsafeRawBufferPointer, to: Int, tag: Int) throws {
     precondition((0..<size).contains(to), "send: rank \(to) of \(size)")
+    precondition(bytes.count <= Int(Int32.max), "send: \(bytes.count) bytes in one message; MPI counts in Int32")
     let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 16)
     if bytes.count > 0 { copy.copyMemory(from: bytes) }
     var request = cmpi_request_null()
@@ -88,7 +89,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
       MPI_Isend(
         copy.baseAddress, Int32(bytes.count), cmpi_byte(), Int32(to), Int32(tag) + Self.tagOffset, comm, &request),
       "a send", peer: to)
-    sent.bytes += bytes.count
+    sent.add(bytes.count)
     pending.append((request, copy))
     pruneSends()
   }
@@ -116,6 +117,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
 
   public func receive(_ bytes: UnsafeMutableRawBufferPointer, from: Int, tag: Int) throws {
     precondition((0..<size).contains(from), "receive: rank \(from) of \(size)")
+    precondition(bytes.count <= Int(Int32.max), "receive: \(bytes.count) bytes in one message; MPI counts in Int32")
     var request = cmpi_request_null()
     try check(
       MPI_Irecv(

@@ -124,7 +124,7 @@ public final class PipelineStage {
     static func activation(_ micro: Int) -> Int { 3 * micro }
     static func gradient(_ micro: Int) -> Int { 3 * micro + 1 }
     static func headGradient(_ micro: Int) -> Int { 3 * micro + 2 }
-    static let table = -5
+    static let table = CollectiveTag.pipelineTable
   }
 
   /// One optimizer step on `micro` micro-batches of the global batch, in `schedule`'s order. Returns the mean

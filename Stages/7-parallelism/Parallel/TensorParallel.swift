@@ -171,7 +171,9 @@ public final class TensorParallelGPT: Module {
     let table = model.tokenEmbedding.weight.storage
     var rows = [Float](repeating: 0, count: rowsPerRank * c)
     let real = max(0, min(rowsPerRank, config.vocabulary - vocabularyStart))
-    rows.replaceSubrange(0..<(real * c), with: table[(vocabularyStart * c)..<((vocabularyStart + real) * c)])
+    if real > 0 {  // a rank whose rows are all padding (12 ranks, 65 ids) copies nothing
+      rows.replaceSubrange(0..<(real * c), with: table[(vocabularyStart * c)..<((vocabularyStart + real) * c)])
+    }
     tokenEmbedding = Tensor(rows, shape: [rowsPerRank, c], requiresGrad: true)
     positionEmbedding = Tensor(positions.weight.storage, shape: positions.weight.shape, requiresGrad: true)
     blocks = model.blocks.map { TensorParallelBlock(slicing: $0, heads: config.heads, group: group) }

@@ -1,5 +1,6 @@
 import Foundation
 import Support
+import Synchronization
 
 /// The threads backend: every rank is a thread of this process, and a message is a copy into the receiver's
 /// mailbox. Nothing to install or start; what it shows about parallel training (who sends what to whom, in which
@@ -22,8 +23,14 @@ final class ThreadWorld: @unchecked Sendable {
   private let condition = NSCondition()
   /// Messages in flight, by (receiver, sender): mailboxes[to * size + from], oldest first. Guarded by `condition`.
   private var mailboxes: [[Message]]
-  /// The first failure: which rank and why. Guarded by `condition`.
-  private(set) var failure: ParallelError?
+  /// The first failure: which rank and why. Guarded by `condition` (read it through `firstFailure`).
+  private var failure: ParallelError?
+
+  var firstFailure: ParallelError? {
+    condition.lock()
+    defer { condition.unlock() }
+    return failure
+  }
   /// Ranks whose work has ended (returned or failed). Guarded by `condition`.
   private var finished: [Bool]
   /// Sub-groups by (parent group, the parent's split count, color) -> group id. Guarded by `condition`.
@@ -114,7 +121,12 @@ public final class ThreadCommunicator: Communicator, @unchecked Sendable {
   /// Shared with the groups split from this one, which send on behalf of the same thread.
   private let sent: Counter
 
-  final class Counter: @unchecked Sendable { var bytes = 0 }
+  /// Bytes sent, added to by a rank's threads at once (its own and data parallelism's communication thread).
+  final class Counter: Sendable {
+    private let total = Atomic<Int>(0)
+    var bytes: Int { total.load(ordering: .relaxed) }
+    func add(_ count: Int) { total.add(count, ordering: .relaxed) }
+  }
 
   init(world: ThreadWorld, members: [Int], group: Int, rank: Int, sent: Counter) {
     (self.world, self.members, self.group, self.rank, self.sent) = (world, members, group, rank, sent)
@@ -124,7 +136,7 @@ public final class ThreadCommunicator: Communicator, @unchecked Sendable {
 
   public func send(_ bytes: UnsafeRawBufferPointer, to: Int, tag: Int) throws {
     precondition(members.indices.contains(to), "send: rank \(to) of \(size)")
-    sent.bytes += bytes.count
+    sent.add(bytes.count)
     try world.post(.init(group: group, tag: tag, bytes: Array(bytes)), from: members[rank], to: members[to])
   }
 
@@ -190,13 +202,13 @@ public func runOnThreads<T>(
   // Every rank ends, or stops at its next wait once one has failed; a rank that never waits again (stuck in
   // its own work) is left behind after a grace second, as a process that hangs is left to its launcher.
   while done.wait(timeout: .now() + 0.05) == .timedOut {
-    if world.failure != nil {
+    if world.firstFailure != nil {
       _ = done.wait(timeout: .now() + 1)
       break
     }
   }
   // The error to report: the first rank's own failure (not the other ranks' news of it).
-  if let failure = world.failure {
+  if let failure = world.firstFailure {
     if let own = results.errors[failure.rank], !(own is ParallelError) {
       throw ParallelError(rank: failure.rank, "rank \(failure.rank) failed: \(own)")
     }
