@@ -109,12 +109,7 @@ extension Communicator {
       try arrived.withUnsafeMutableBufferPointer { arrived in
         try receive(
           UnsafeMutableBufferPointer(rebasing: arrived[0..<count]), from: previous, tag: CollectiveTag.reduceScatter)
-        let own = buffer.baseAddress! + bounds[into]
-        if op == .max {
-          for i in 0..<count { own[i] = Swift.max(arrived[i], own[i]) }
-        } else {
-          for i in 0..<count { own[i] = arrived[i] + own[i] }
-        }
+        combine(buffer.baseAddress! + bounds[into], arrived.baseAddress!, count: count, op)
       }
     }
     if op == .average {
@@ -197,5 +192,29 @@ extension Communicator {
   public func barrier() throws {
     var token: [Float] = [0]
     try allReduce(&token)
+  }
+}
+
+/// own[i] = arrived[i] + own[i] (or the larger of the two), in a loop compiled for Float and for Double: called
+/// from a collective on `any Communicator`, a generic loop would run unspecialised, ten times slower.
+func combine<S: KernelScalar>(_ own: UnsafeMutablePointer<S>, _ arrived: UnsafePointer<S>, count: Int, _ op: ReduceOp) {
+  func typed<T: KernelScalar>(_: T.Type, _ body: (UnsafeMutablePointer<T>, UnsafePointer<T>) -> Void) {
+    body(UnsafeMutableRawPointer(own).assumingMemoryBound(to: T.self), UnsafeRawPointer(arrived).assumingMemoryBound(to: T.self))
+  }
+  if S.self == Float.self {
+    typed(Float.self) { own, arrived in combineLoop(own, arrived, count: count, op) }
+  } else if S.self == Double.self {
+    typed(Double.self) { own, arrived in combineLoop(own, arrived, count: count, op) }
+  } else {
+    combineLoop(own, arrived, count: count, op)
+  }
+}
+
+@inline(__always)
+func combineLoop<S: KernelScalar>(_ own: UnsafeMutablePointer<S>, _ arrived: UnsafePointer<S>, count: Int, _ op: ReduceOp) {
+  if op == .max {
+    for i in 0..<count { own[i] = Swift.max(arrived[i], own[i]) }
+  } else {
+    for i in 0..<count { own[i] = arrived[i] + own[i] }
   }
 }

@@ -137,7 +137,11 @@ public final class ThreadCommunicator: Communicator, @unchecked Sendable {
   public func send(_ bytes: UnsafeRawBufferPointer, to: Int, tag: Int) throws {
     precondition(members.indices.contains(to), "send: rank \(to) of \(size)")
     sent.add(bytes.count)
-    try world.post(.init(group: group, tag: tag, bytes: Array(bytes)), from: members[rank], to: members[to])
+    let copy = [UInt8](unsafeUninitializedCapacity: bytes.count) { buffer, count in
+      if let base = bytes.baseAddress { buffer.baseAddress!.update(from: base.assumingMemoryBound(to: UInt8.self), count: bytes.count) }
+      count = bytes.count
+    }
+    try world.post(.init(group: group, tag: tag, bytes: copy), from: members[rank], to: members[to])
   }
 
   public func receive(_ bytes: UnsafeMutableRawBufferPointer, from: Int, tag: Int) throws {
