@@ -199,7 +199,9 @@ extension Communicator {
 /// from a collective on `any Communicator`, a generic loop would run unspecialised, ten times slower.
 func combine<S: KernelScalar>(_ own: UnsafeMutablePointer<S>, _ arrived: UnsafePointer<S>, count: Int, _ op: ReduceOp) {
   func typed<T: KernelScalar>(_: T.Type, _ body: (UnsafeMutablePointer<T>, UnsafePointer<T>) -> Void) {
-    body(UnsafeMutableRawPointer(own).assumingMemoryBound(to: T.self), UnsafeRawPointer(arrived).assumingMemoryBound(to: T.self))
+    body(
+      UnsafeMutableRawPointer(own).assumingMemoryBound(to: T.self),
+      UnsafeRawPointer(arrived).assumingMemoryBound(to: T.self))
   }
   if S.self == Float.self {
     typed(Float.self) { own, arrived in combineLoop(own, arrived, count: count, op) }
@@ -211,7 +213,9 @@ func combine<S: KernelScalar>(_ own: UnsafeMutablePointer<S>, _ arrived: UnsafeP
 }
 
 @inline(__always)
-func combineLoop<S: KernelScalar>(_ own: UnsafeMutablePointer<S>, _ arrived: UnsafePointer<S>, count: Int, _ op: ReduceOp) {
+func combineLoop<S: KernelScalar>(
+  _ own: UnsafeMutablePointer<S>, _ arrived: UnsafePointer<S>, count: Int, _ op: ReduceOp
+) {
   if op == .max {
     for i in 0..<count { own[i] = Swift.max(arrived[i], own[i]) }
   } else {

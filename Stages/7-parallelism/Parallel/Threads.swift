@@ -138,7 +138,9 @@ public final class ThreadCommunicator: Communicator, @unchecked Sendable {
     precondition(members.indices.contains(to), "send: rank \(to) of \(size)")
     sent.add(bytes.count)
     let copy = [UInt8](unsafeUninitializedCapacity: bytes.count) { buffer, count in
-      if let base = bytes.baseAddress { buffer.baseAddress!.update(from: base.assumingMemoryBound(to: UInt8.self), count: bytes.count) }
+      if let base = bytes.baseAddress {
+        buffer.baseAddress!.update(from: base.assumingMemoryBound(to: UInt8.self), count: bytes.count)
+      }
       count = bytes.count
     }
     try world.post(.init(group: group, tag: tag, bytes: copy), from: members[rank], to: members[to])
@@ -211,10 +213,12 @@ public func runOnThreads<T>(
       break
     }
   }
-  // The error to report: the first rank's own failure (not the other ranks' news of it).
+  // The error to report: a rank's own failure (not the other ranks' news of it), the lowest rank's when several
+  // failed on their own (all ranks refusing the same setting), so that the message does not depend on timing.
   if let failure = world.firstFailure {
-    if let own = results.errors[failure.rank], !(own is ParallelError) {
-      throw ParallelError(rank: failure.rank, "rank \(failure.rank) failed: \(own)")
+    let own = results.errors.enumerated().first { $0.element != nil && !($0.element is ParallelError) }
+    if let (rank, error) = own, let error {
+      throw ParallelError(rank: rank, "rank \(rank) failed: \(error)")
     }
     throw failure
   }
