@@ -125,6 +125,45 @@ import Testing
         == "stage7: error: --backend mpi: this process is a world of 1; start the ranks with mpiexec -n N\n")
   }
 
+  /// `train --ranks 2` with ZeRO 0, 1 and 2 prints the same evaluations (the same bits), and a checkpoint of ZeRO
+  /// 2 (its shards gathered) resumes to the same run as one of data parallelism.
+  @Test func trainOnRanksIsTheSameRunWithEveryZeroStage() throws {
+    let folder = temporaryDirectory("train-ranks")
+    let corpus = writeCorpus(String(shakespeareText.prefix(20_000)), in: folder)
+    let common = [
+      "train", "--corpus", corpus, "--data-dir", folder + "/data", "--plot-dir", folder, "--layers", "1", "--heads",
+      "2", "--width", "16", "--context", "16", "--batch-size", "4", "--eval-every", "3", "--eval-batches", "2",
+      "--sample-tokens", "0", "--ranks", "2",
+    ]
+    func evaluations(_ run: ToolRun) -> [String] {
+      run.output.split(separator: "\n").filter { $0.hasPrefix("step ") }.map {
+        $0.components(separatedBy: "  ").prefix(3).joined(separator: "  ")
+      }
+    }
+    let runs = try (0...2).map { zero in
+      try runTool(
+        Self.executable,
+        common + ["--steps", "6", "--zero", String(zero), "--checkpoint", folder + "/z\(zero).safetensors"])
+    }
+    for run in runs {
+      #expect(run.status == 0 && run.output.contains("ranks: 2 threads, data parallel"), "\(run.errorOutput)")
+    }
+    #expect(evaluations(runs[0]).count == 3)
+    #expect(evaluations(runs[1]) == evaluations(runs[0]) && evaluations(runs[2]) == evaluations(runs[0]))
+    let resumed = try [0, 2].map { zero in
+      try runTool(
+        Self.executable,
+        ["train", "--resume", folder + "/z\(zero).safetensors", "--steps", "9", "--ranks", "2", "--zero", String(zero)]
+          + ["--data-dir", folder + "/data", "--plot-dir", folder, "--sample-tokens", "0"])
+    }
+    #expect(resumed[0].status == 0 && resumed[1].status == 0, "\(resumed[1].errorOutput)")
+    #expect(!evaluations(resumed[0]).isEmpty && evaluations(resumed[1]) == evaluations(resumed[0]))
+    let refused = try runTool(Self.executable, common + ["--steps", "6", "--batch-size", "5"])
+    #expect(
+      refused.errorOutput
+        == "stage7: error: --batch-size 5 does not divide among --ranks 2: each rank takes an equal share\n")
+  }
+
   @Test func sizesThatDoNotShareAreRefused() throws {
     for (arguments, message) in [
       (["--ranks", "5"], "--ranks must divide the batch of 12 windows, got 5"),

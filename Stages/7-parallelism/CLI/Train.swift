@@ -55,6 +55,13 @@ struct TrainCommand: ResumableCommand {
   @Option(parsing: .unconditional, help: "Tokens of the sample printed after training (0: none).")
   var sampleTokens = 500
   @OptionGroup var kernelOptions: KernelOptions
+  @Option(
+    parsing: .unconditional, help: "Data-parallel ranks (threads of this process, each with its share of the batch).")
+  var ranks = 1
+  @Option(
+    parsing: .unconditional, help: "ZeRO stage with --ranks: 0 (DDP), 1 (optimizer state sharded), 2 (gradients too).")
+  var zero = 0
+  @Option(parsing: .unconditional, help: "Megabytes per gradient bucket with --ranks.") var bucketMb = 1.0
 
   func validate() throws {
     try Check.count(vocab, "--vocab", in: 1...65_536)
@@ -72,6 +79,13 @@ struct TrainCommand: ResumableCommand {
     try Check.count(evalEvery, "--eval-every", in: 1...10_000_000)
     try Check.count(evalBatches, "--eval-batches", in: 1...100_000)
     try Check.count(sampleTokens, "--sample-tokens", in: 0...1_000_000)
+    try Check.count(ranks, "--ranks", in: 1...64)
+    try Check.count(zero, "--zero", in: 0...2)
+    try Check.number(bucketMb, "--bucket-mb", in: Bounds(0, 1024, includesLow: false))
+    guard batchSize % ranks == 0 else {
+      throw UserError(
+        "--batch-size \(batchSize) does not divide among --ranks \(ranks): each rank takes an equal share")
+    }
     let bytes = config.estimatedBytes(vocabulary: tokenizer == .bpe ? vocab : 256)
     try Check.memory(bytes: bytes, what: "this run", options: "--width, --layers, --context or --batch-size")
   }
@@ -136,6 +150,9 @@ struct TrainCommand: ResumableCommand {
         "the \(name) split of '\(corpus)' holds \(split.count) tokens, fewer than one window of --context "
           + "\(context) + 1; use a longer corpus or a smaller --context")
     }
+    if ranks > 1 {
+      return try trainOnRanks(data: data, text: text, saved: saved, reused: reused, clock: clock)
+    }
     let trainer = Trainer(config, tokenizer: data.tokenizer, train: data.train, val: data.val)
     trainer.corpusHash = text.hash
     let resumed = try restore(trainer, from: saved, steps: steps)
@@ -162,9 +179,50 @@ struct TrainCommand: ResumableCommand {
       """)
   }
 
+  /// Stage 7: the same run on --ranks thread ranks with data parallelism (and ZeRO): every rank trains its share
+  /// of each batch; rank 0 also evaluates, saves and reports, with the same model the others hold. The checkpoint
+  /// is the whole model and optimizer (ZeRO's shards gathered for it), so a run resumes at any --ranks.
+  func trainOnRanks(
+    data: TokenizedCorpus, text: Corpus, saved: CheckpointReader?, reused: Bool, clock: Stopwatch
+  ) throws {
+    let shared = SharedData(tokenizer: data.tokenizer, train: data.train, val: data.val)
+    nonisolated(unsafe) let (command, data, saved) = (self, data, saved)
+    let (config, hash, zero) = (self.config, text.hash, ZeroStage(rawValue: self.zero)!)
+    let options = DataParallelOptions(zero: zero, bucketBytes: Int(bucketMb * 1_048_576))
+    _ = try runOnThreads(ranks: ranks) { comm in
+      let run = try DataParallelTrainer(config, data: shared, communicator: comm, options: options)
+      run.trainer.corpusHash = hash
+      let resumed = try command.restore(run.trainer, from: saved, steps: command.steps)
+      run.parallel.loadOptimizerShards()
+      let gather = { if command.checkpoint != nil { try run.parallel.gatherOptimizerState() } }
+      guard comm.rank == 0 else {
+        while run.trainer.step < command.steps {
+          try run.runStep()
+          if command.isEvaluationStep(run.trainer.step) { try gather() }
+        }
+        return
+      }
+      command.printHeader(run.trainer, data: data, reused: reused)
+      print(
+        "ranks: \(comm.size) threads, data parallel, ZeRO \(zero.rawValue), \(config.batchSize / comm.size) windows each"
+      )
+      for line in resumed { print(line) }
+      let firstStep = run.trainer.step
+      let savedAt = try command.trainLoop(run.trainer, step: { try run.runStep() }, beforeEvaluation: gather)
+      try command.report(
+        run.trainer, data: data, seconds: clock.seconds, trainedSteps: run.trainer.step - firstStep, savedAt: savedAt)
+    }
+  }
+
+  /// Whether the loop evaluates after `step`: every --eval-every steps and at the end.
+  func isEvaluationStep(_ step: Int) -> Bool { step % evalEvery == 0 || step == steps }
+
   /// The loop: evaluate at the start, every --eval-every steps and at the end; save on a new best. Returns the
-  /// step of the last save, if any.
-  func trainLoop(_ trainer: Trainer) throws -> Int? {
+  /// step of the last save, if any. `step` runs one optimizer step (the trainer's own by default);
+  /// `beforeEvaluation` runs before each evaluation after the start (every rank of a parallel run calls it).
+  func trainLoop(
+    _ trainer: Trainer, step: (() throws -> Double)? = nil, beforeEvaluation: () throws -> Void = {}
+  ) throws -> Int? {
     var savedAt: Int? = nil
     let clock = Stopwatch()
     let firstStep = trainer.step  // tokens/s counts this run's steps, not those before a resume
@@ -189,9 +247,12 @@ struct TrainCommand: ResumableCommand {
     }
     if trainer.history.last?.step != trainer.step { try evaluate() }
     while trainer.step < steps {
-      let loss = try trainer.runStep()
+      let loss = try step?() ?? trainer.runStep()
       progress?.update(step: trainer.step, String(format: "loss %.4f", loss))
-      if trainer.step % evalEvery == 0 || trainer.step == steps { try evaluate() }
+      if isEvaluationStep(trainer.step) {
+        try beforeEvaluation()
+        try evaluate()
+      }
     }
     return savedAt
   }

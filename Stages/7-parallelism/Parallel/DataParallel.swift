@@ -233,6 +233,42 @@ public final class DataParallel {
     return norm
   }
 
+  /// ZeRO 1 and 2: every rank's moments gathered into the optimizer's `state`, whole and by parameter, as ZeRO 0
+  /// holds them: what a checkpoint saves (so that it resumes at any number of ranks). Every rank calls it.
+  public func gatherOptimizerState() throws {
+    guard zero != .none else { return }
+    let rank = communicator.rank
+    for (b, bucket) in layout.buckets.enumerated() {
+      for (kind, shards) in [("exp_avg", firstMoments), ("exp_avg_sq", secondMoments)] {
+        var values = [Scalar](repeating: 0, count: bucket.count)
+        values.replaceSubrange(bucket.bounds[rank]..<bucket.bounds[rank + 1], with: shards[b].values)
+        try values.withUnsafeMutableBufferPointer { try communicator.allGather($0, bounds: bucket.bounds) }
+        for (slot, i) in bucket.parameters.enumerated() {
+          optimizer.state[kind, default: [:]][ObjectIdentifier(parameters[i])] = Array(
+            values[bucket.offsets[slot]..<bucket.offsets[slot + 1]])
+        }
+      }
+    }
+  }
+
+  /// ZeRO 1 and 2: this rank's chunks of the moments taken from the optimizer's whole `state` (a resumed run's),
+  /// which is then let go. Nothing to take before the first step.
+  public func loadOptimizerShards() {
+    guard zero != .none else { return }
+    let rank = communicator.rank
+    for (b, bucket) in layout.buckets.enumerated() {
+      let own = bucket.bounds[rank]..<bucket.bounds[rank + 1]
+      for (kind, shards) in [("exp_avg", firstMoments), ("exp_avg_sq", secondMoments)] {
+        for piece in bucket.pieces(of: own) {
+          guard let whole = optimizer.state[kind]?[ObjectIdentifier(parameters[piece.parameter])] else { continue }
+          let at = piece.inBucket.lowerBound - own.lowerBound
+          shards[b].values.replaceSubrange(at..<(at + piece.inBucket.count), with: whole[piece.inParameter])
+        }
+      }
+    }
+    optimizer.state = [:]
+  }
+
   /// The global gradient norm, the same number `clipGradNorm` computes in one process: each block's sum of
   /// squares, then the blocks' sums in order. With ZeRO 2 a rank computes the blocks of its chunks and the ranks
   /// all-reduce the table of blocks (each entry is one rank's number plus zeros, so exact).
