@@ -1,6 +1,7 @@
 # The project's commands. `make run` and `make test` are all a new user needs (see README.md).
 #   make run [STAGE=N]         build every stage in release and run stage N's default demo (default: the newest)
-#   make test                  every test, every stage (debug build, with Swift's run-time safety checks on)
+#   make test                  every test, every stage (release build with -enable-testing, in .build/testing)
+#   make test-debug            the same in a debug build: slower, with Swift's run-time exclusivity checks on
 #   make bench [STAGE=N]       stage N's benchmark, in release
 #   make gradcheck [STAGE=N]   stage N's golden gradient checks as a table
 #   make plots                 redraw every reference picture committed under Plots/ (a run writes to Plots/runs/)
@@ -16,7 +17,7 @@ STAGE_NUMBERS := $(sort $(foreach d,$(STAGE_DIRS),$(firstword $(subst -, ,$(notd
 STAGE ?= $(lastword $(STAGE_NUMBERS))
 SOURCES := Package.swift Stages Shared Tests
 
-.PHONY: deps build run test bench gradcheck plots diff docs docs-fix format lint mutants
+.PHONY: deps build run test test-debug bench gradcheck plots diff docs docs-fix format lint mutants
 
 deps:
 	@bash .ci/deps
@@ -27,8 +28,16 @@ build: deps
 run: build
 	.build/release/stage$(STAGE)
 
+# The tests run in release: a debug build is 10-90x slower, and the end-to-end runs dominate. -enable-testing lets
+# the test targets see internal declarations (@testable import); its own scratch path keeps those objects apart from
+# `make build`'s, so that switching between the two never recompiles everything.
+TEST_BUILD := -c release -Xswiftc -enable-testing --scratch-path .build/testing
+
 test: deps
 	swift format lint --strict --recursive $(SOURCES)
+	swift test $(TEST_BUILD) --disable-xctest
+
+test-debug: deps
 	swift test --disable-xctest
 
 bench: build

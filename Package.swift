@@ -16,8 +16,9 @@ let stages = [
 
 /// Release builds of a stage and of the kernels skip Swift's run-time exclusivity check on class properties: in the
 /// scalar engine it
-/// costs a quarter of a training step (every `grad +=` on a node is checked). The compile-time check stays, and
-/// the tests run in debug with the run-time check on, so an overlapping access is still caught there.
+/// costs a quarter of a training step (every `grad +=` on a node is checked). The compile-time check stays;
+/// `make test` runs the tests in release too (debug took 15 minutes), and `make test-debug` runs them with the
+/// run-time check on, where an overlapping access is still caught.
 /// They are also compiled for the CPU that builds them (`-target-cpu native`, clang's -march=native), so the
 /// elementwise loops use its widest SIMD instructions (AVX2 and FMA on a current x86, 8 floats at a time, instead
 /// of the 4 of the x86-64 baseline). The stages are built from source where they run, so this costs no

@@ -29,7 +29,8 @@ public final class CheckpointReader {
     try self.init(tensors: tensors, metadata: metadata, source: source, format: format)
   }
 
-  init(tensors: [String: SafeTensor], metadata: [String: String], source: String, format: String) throws {
+  /// A checkpoint already read: `tensors` and `metadata` as a safetensors file holds them (`source` names it).
+  public init(tensors: [String: SafeTensor], metadata: [String: String], source: String, format: String) throws {
     guard let found = metadata["format"] else {
       throw UserError("'\(source)' is a safetensors file but not a \(format): its metadata 'format' is missing")
     }

@@ -47,7 +47,7 @@ enum BadValues {
       ("--vocab", BadValues.count + ["65537"]), ("--accumulation", BadValues.count),
       ("--warmup", ["-1", "1e12", "nan", "x"]), ("--eval-every", BadValues.count), ("--eval-batches", BadValues.count),
       ("--min-lr", BadValues.bounded), ("--sample-tokens", ["-1", "1e12", "nan", "x", "1000001"]),
-      ("--ranks", BadValues.count + ["65"]), ("--zero", ["-1", "3", "1e12", "nan", "x"]),
+      ("--ranks", BadValues.count + ["65"]), ("--zero", ["-1", "4", "1e12", "nan", "x"]),
       ("--bucket-mb", BadValues.positive),
     ])
   static let sample = BadValues.cases(

@@ -125,43 +125,106 @@ import Testing
         == "stage7: error: --backend mpi: this process is a world of 1; start the ranks with mpiexec -n N\n")
   }
 
-  /// `train --ranks 2` with ZeRO 0, 1 and 2 prints the same evaluations (the same bits), and a checkpoint of ZeRO
-  /// 2 (its shards gathered) resumes to the same run as one of data parallelism.
+  /// `train --ranks 2` with ZeRO 0 to 3 prints the same evaluations (the same bits). With ZeRO 1 to 3 every rank
+  /// writes its shard of the checkpoint; a checkpoint resumes to the run that was never stopped, bit for bit, and
+  /// one saved on 2 ranks resumes on 4 (re-sharded) and on 1.
   @Test func trainOnRanksIsTheSameRunWithEveryZeroStage() throws {
     let folder = temporaryDirectory("train-ranks")
     let corpus = writeCorpus(String(shakespeareText.prefix(20_000)), in: folder)
     let common = [
-      "train", "--corpus", corpus, "--data-dir", folder + "/data", "--plot-dir", folder, "--layers", "1", "--heads",
-      "2", "--width", "16", "--context", "16", "--batch-size", "4", "--eval-every", "3", "--eval-batches", "2",
-      "--sample-tokens", "0", "--ranks", "2",
+      "--data-dir", folder + "/data", "--plot-dir", folder, "--sample-tokens", "0", "--eval-every", "3",
+      "--eval-batches", "2",
+    ]
+    let model = [
+      "train", "--corpus", corpus, "--layers", "2", "--heads", "2", "--width", "16", "--context", "16", "--batch-size",
+      "4",
     ]
     func evaluations(_ run: ToolRun) -> [String] {
       run.output.split(separator: "\n").filter { $0.hasPrefix("step ") }.map {
         $0.components(separatedBy: "  ").prefix(3).joined(separator: "  ")
       }
     }
-    let runs = try (0...2).map { zero in
+    func train(_ zero: Int, ranks: Int = 2, steps: Int, _ more: [String]) throws -> ToolRun {
       try runTool(
         Self.executable,
-        common + ["--steps", "6", "--zero", String(zero), "--checkpoint", folder + "/z\(zero).safetensors"])
+        more + common + ["--steps", String(steps), "--ranks", String(ranks), "--zero", String(zero)])
+    }
+    let runs = try (0...3).map { zero in
+      try train(zero, steps: 6, model + ["--checkpoint", folder + "/z\(zero).safetensors"])
     }
     for run in runs {
       #expect(run.status == 0 && run.output.contains("ranks: 2 threads, data parallel"), "\(run.errorOutput)")
     }
     #expect(evaluations(runs[0]).count == 3)
-    #expect(evaluations(runs[1]) == evaluations(runs[0]) && evaluations(runs[2]) == evaluations(runs[0]))
-    let resumed = try [0, 2].map { zero in
-      try runTool(
-        Self.executable,
-        ["train", "--resume", folder + "/z\(zero).safetensors", "--steps", "9", "--ranks", "2", "--zero", String(zero)]
-          + ["--data-dir", folder + "/data", "--plot-dir", folder, "--sample-tokens", "0"])
+    for run in runs.dropFirst() { #expect(evaluations(run) == evaluations(runs[0])) }
+    // The shards: each rank's file beside the checkpoint, which holds none of what they hold.
+    let files = try FileManager.default.contentsOfDirectory(atPath: folder)
+    for zero in 0...3 {
+      let shards = files.filter { $0.hasPrefix("z\(zero).safetensors.step") }.sorted()
+      #expect(shards.count == (zero == 0 ? 0 : 2) && shards.allSatisfy { $0.hasSuffix("of2") }, "\(shards)")
+      let (tensors, metadata) = try readSafetensors(folder + "/z\(zero).safetensors")
+      #expect(tensors.keys.contains { $0.hasPrefix("optimizer.") } == (zero == 0))
+      #expect(tensors.keys.contains { $0.hasPrefix("model.") } == (zero < 3))
+      #expect(metadata["shards"]?.split(separator: "\n").map(String.init) == (zero == 0 ? nil : shards))
     }
-    #expect(resumed[0].status == 0 && resumed[1].status == 0, "\(resumed[1].errorOutput)")
-    #expect(!evaluations(resumed[0]).isEmpty && evaluations(resumed[1]) == evaluations(resumed[0]))
-    let refused = try runTool(Self.executable, common + ["--steps", "6", "--batch-size", "5"])
+    // Resumed to 9 steps: the same bits as 9 steps never stopped, on 2 ranks, at any ZeRO stage.
+    let whole = try train(0, steps: 9, model)
+    let wholeEvaluations = evaluations(whole)
+    #expect(whole.status == 0 && wholeEvaluations.count == 4, "\(whole.errorOutput)")
+    for zero in [0, 2, 3] {
+      let resumed = try train(zero, steps: 9, ["train", "--resume", folder + "/z\(zero).safetensors"])
+      #expect(resumed.status == 0, "\(resumed.errorOutput)")
+      let retraced = evaluations(resumed)
+      #expect(!retraced.isEmpty && retraced == Array(wholeEvaluations.suffix(retraced.count)), "ZeRO \(zero)")
+    }
+    // ZeRO 3's 2 shards taken up by 4 ranks and by one process: the same run up to the order of the sums.
+    for ranks in [4, 1] {
+      let resumed = try train(3, ranks: ranks, steps: 9, ["train", "--resume", folder + "/z3.safetensors"])
+      #expect(resumed.status == 0, "\(resumed.errorOutput)")
+      let last = evaluations(resumed).last?.split(separator: " ").compactMap { Double($0) } ?? []
+      let reference = wholeEvaluations.last!.split(separator: " ").compactMap { Double($0) }
+      #expect(last.count == 2 && zip(last, reference).allSatisfy { abs($0 - $1) <= 2e-4 }, "\(last) on \(ranks)")
+    }
+    let refused = try runTool(Self.executable, model + common + ["--steps", "6", "--batch-size", "5", "--ranks", "2"])
     #expect(
       refused.errorOutput
         == "stage7: error: --batch-size 5 does not divide among --ranks 2: each rank takes an equal share\n")
+  }
+
+  /// A sharded checkpoint whose shards are missing, or of another save, is refused with one line naming the file.
+  @Test func aShardedCheckpointWithoutItsShardsIsRefused() throws {
+    let folder = temporaryDirectory("shards")
+    let corpus = writeCorpus(String(shakespeareText.prefix(20_000)), in: folder)
+    let checkpoint = folder + "/run.safetensors"
+    let arguments = [
+      "train", "--corpus", corpus, "--data-dir", folder + "/data", "--plot-dir", folder, "--layers", "1", "--heads",
+      "2", "--width", "16", "--context", "16", "--batch-size", "4", "--eval-every", "2", "--eval-batches", "1",
+      "--sample-tokens", "0", "--ranks", "2", "--zero", "1", "--steps", "2", "--warmup", "0", "--lr", "0.01",
+      "--checkpoint", checkpoint,
+    ]
+    let run = try runTool(Self.executable, arguments)
+    #expect(run.status == 0, "\(run.errorOutput)")
+    let shards = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasPrefix("run.safetensors.") }
+      .sorted()
+    try #require(shards.count == 2 && run.output.contains("checkpoint (the best validation loss, at step 2)"))
+    // Rank 1's shard in rank 0's place: another rank's file.
+    try FileManager.default.moveItem(atPath: folder + "/" + shards[0], toPath: folder + "/rank0.bak")
+    try FileManager.default.copyItem(atPath: folder + "/" + shards[1], toPath: folder + "/" + shards[0])
+    let sample = ["sample", "--checkpoint", checkpoint, "--tokens", "5"]
+    let swapped = try runTool(Self.executable, sample)
+    #expect(swapped.status != 0)
+    #expect(
+      swapped.errorOutput.hasPrefix("stage7: error: checkpoint '\(checkpoint)': '\(shards[0])' is not shard 0 of 2"),
+      "\(swapped.errorOutput)")
+    try FileManager.default.removeItem(atPath: folder + "/" + shards[0])
+    let missing = try runTool(Self.executable, sample)
+    #expect(
+      missing.errorOutput
+        == "stage7: error: checkpoint '\(checkpoint)': its shard '\(folder)/\(shards[0])' is missing (a sharded "
+        + "checkpoint is the file and every rank's shard beside it)\n", "\(missing.errorOutput)")
+    try FileManager.default.moveItem(atPath: folder + "/rank0.bak", toPath: folder + "/" + shards[0])
+    let restored = try runTool(Self.executable, sample)
+    #expect(restored.status == 0, "\(restored.errorOutput)")
   }
 
   @Test func sizesThatDoNotShareAreRefused() throws {

@@ -34,7 +34,7 @@ struct ExportCommand: ParsableCommand {
       }
     default:
       // A GPT's checkpoint, or a file that is none: the reader then says what is wrong with it.
-      let saved = try CheckpointReader(path: checkpoint, format: Trainer.checkpointFormat)
+      let saved = try openCheckpoint(checkpoint, format: Trainer.checkpointFormat)
       let config = try TrainCommand.resuming(try saved.options(), source: checkpoint, arguments: []).config
       let model: GPT<Float>
       (model, tokenizer) = try Trainer.pretrainedModel(from: saved, config: config)

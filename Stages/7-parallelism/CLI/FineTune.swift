@@ -40,7 +40,7 @@ struct BaseOptions: ParsableArguments {
       try train.run()
       print()
     }
-    let saved = try CheckpointReader(path: base, format: Trainer.checkpointFormat)
+    let saved = try openCheckpoint(base, format: Trainer.checkpointFormat)
     let config = try TrainCommand.resuming(try saved.options(), source: base, arguments: []).config
     let (_, tokenizer) = try Trainer.pretrainedModel(from: saved, config: config)
     let make = { try Trainer.pretrainedModel(from: saved, config: config).model }

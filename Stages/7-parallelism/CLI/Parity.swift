@@ -13,7 +13,7 @@ struct ParityCommand: ParsableCommand {
     discussion: """
       The model is stage 5's default (nanoGPT's CPU configuration of shakespeare_char: 4 layers, 4 heads, width \
       128, context 64, batch 12). Data parallelism trains --steps steps on the ranks, beside one process doing the \
-      same micro-batches as gradient accumulation and one process on the whole batch; ZeRO 1 and 2, tensor and \
+      same micro-batches as gradient accumulation and one process on the whole batch; ZeRO 1, 2 and 3, tensor and \
       pipeline parallelism train the first 20 steps. With 4 ranks, data x tensor and data x pipeline (2 x 2) too. \
       Under MPI: mpiexec -n 2 stage7 parity --backend mpi.
       """)
@@ -146,9 +146,11 @@ struct ParityCommand: ParsableCommand {
     }
     close("data parallel, whole batch", run.dpLosses, wholeLosses)
     for (zero, weights) in run.zeroWeights {
+      let byUnit = zero == .parameters ? run.dpWeightsByUnit : nil
       row(
-        "ZeRO \(zero.rawValue): weights after \(short)", "data parallel's", "bit for bit",
-        largest(weights, run.dpWeightsShort))
+        "ZeRO \(zero.rawValue): weights after \(short)",
+        byUnit == nil ? "data parallel's" : "data parallel's, bucketed by unit", "bit for bit",
+        largest(weights, byUnit ?? run.dpWeightsShort))
     }
     close("tensor parallel", run.tpLosses, Array(wholeLosses.prefix(short)))
     let pipelined = try oneProcess(microbatches, short)
@@ -178,13 +180,17 @@ struct ParityCommand: ParsableCommand {
       print(pad(a, widths[0]) + "  " + pad(b, widths[1]) + "  " + pad(c, widths[2]) + "  " + d)
     }
     print("")
-    print("memory per rank after backward (ZeRO's formulas for fp32 Adam: 16, 8 + 8/N, 4 + 12/N bytes per parameter):")
+    print(
+      "memory per rank after backward (ZeRO's formulas for fp32 Adam: 16, 8 + 8/N, 4 + 12/N, 16/N bytes per "
+        + "parameter):")
     for (zero, ledger) in run.ledgers {
       let paper = DataParallel.paperBytesPerParameter(zero, ranks: ranks) * Double(run.parameterCount)
       let mb = { (bytes: Double) in String(format: "%.2f MB", bytes / 1e6) }
       print(
         "  ZeRO \(zero.rawValue): weights \(mb(Double(ledger.weights))), gradients \(mb(Double(ledger.gradients))), "
-          + "Adam \(mb(Double(ledger.optimizer))): \(mb(Double(ledger.total))) (the formula: \(mb(paper)))")
+          + "Adam \(mb(Double(ledger.optimizer))): \(mb(Double(ledger.total))) (the formula: \(mb(paper)))"
+          + (zero == .parameters
+            ? "; during the step, at most \(mb(Double(ledger.gatheredPeak))) of whole units gathered besides" : ""))
     }
     print("")
     print("the pipeline's bubble (1F1B on \(ranks) stages, the last of 3 steps; idle share of each rank's step):")
@@ -227,6 +233,8 @@ struct ParityRun {
   var dpLosses: [Double] = []
   var dpWeights: [Float] = []
   var dpWeightsShort: [Float] = []
+  /// More than 2 ranks: data parallelism's weights after the short run with ZeRO 3's buckets.
+  var dpWeightsByUnit: [Float]?
   var dpRanksDiffer = 0.0
   var overlap: [(start: Double, end: Double, label: String)] = []
   var zeroWeights: [(ZeroStage, [Float])] = []
@@ -256,15 +264,23 @@ struct ParityRun {
     }
     let backward = dp.parallel.lastBackward
     overlap = [(backward.start, backward.end, "backward")] + dp.parallel.takeBucketSpans()
-    // ZeRO 1 and 2 for the first steps.
-    for zero in [ZeroStage.optimizer, .gradients] {
+    // ZeRO 1, 2 and 3 for the first steps. ZeRO 3's buckets are the model's units: on more than 2 ranks a
+    // chunk's sum depends on where the chunk is cut, so it is held against data parallelism cut the same way.
+    for zero in [ZeroStage.optimizer, .gradients, .parameters] {
       let run = try DataParallelTrainer(
         config, data: data, communicator: comm, options: .init(zero: zero, bucketBytes: bucketBytes))
       for step in 0..<short {
         try run.runStep()
         if step == min(1, short - 1) { ledgers.append((zero, run.parallel.ledgerAfterBackward)) }
       }
+      try run.parallel.gatherParameters()
       zeroWeights.append((zero, run.trainer.parameters.flatMap(\.storage)))
+    }
+    if ranks > 2 {
+      let run = try DataParallelTrainer(
+        config, data: data, communicator: comm, options: .init(zero: .none, bucketsByUnit: true))
+      for _ in 0..<short { try run.runStep() }
+      dpWeightsByUnit = run.trainer.parameters.flatMap(\.storage)
     }
     // Tensor parallelism on all the ranks.
     let tensor = try TensorParallelTrainer(config, data: data, tensor: comm, data: nil)

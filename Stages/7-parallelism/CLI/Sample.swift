@@ -46,7 +46,7 @@ struct SampleCommand: ResumableCommand {
       try checkVocabulary(tokenizer, fits: model.config.vocabulary, folder: hf)
       return (model, tokenizer)
     }
-    let saved = try CheckpointReader(path: checkpoint!, format: Trainer.checkpointFormat)
+    let saved = try openCheckpoint(checkpoint!, format: Trainer.checkpointFormat)
     let config = try TrainCommand.resuming(try saved.options(), source: checkpoint!, arguments: []).config
     return try Trainer.pretrainedModel(from: saved, config: config)
   }

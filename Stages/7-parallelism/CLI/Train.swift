@@ -59,7 +59,8 @@ struct TrainCommand: ResumableCommand {
     parsing: .unconditional, help: "Data-parallel ranks (threads of this process, each with its share of the batch).")
   var ranks = 1
   @Option(
-    parsing: .unconditional, help: "ZeRO stage with --ranks: 0 (DDP), 1 (optimizer state sharded), 2 (gradients too).")
+    parsing: .unconditional,
+    help: "ZeRO stage with --ranks: 0 (DDP), 1 (optimizer state sharded), 2 (gradients too), 3 (weights too).")
   var zero = 0
   @Option(parsing: .unconditional, help: "Megabytes per gradient bucket with --ranks.") var bucketMb = 1.0
 
@@ -80,7 +81,7 @@ struct TrainCommand: ResumableCommand {
     try Check.count(evalBatches, "--eval-batches", in: 1...100_000)
     try Check.count(sampleTokens, "--sample-tokens", in: 0...1_000_000)
     try Check.count(ranks, "--ranks", in: 1...64)
-    try Check.count(zero, "--zero", in: 0...2)
+    try Check.count(zero, "--zero", in: 0...3)
     try Check.number(bucketMb, "--bucket-mb", in: Bounds(0, 1024, includesLow: false))
     guard batchSize % ranks == 0 else {
       throw UserError(
@@ -125,7 +126,7 @@ struct TrainCommand: ResumableCommand {
 
   func run() throws {
     guard let resume else { return try train(resuming: nil) }
-    let saved = try CheckpointReader(path: resume, format: Trainer.checkpointFormat)
+    let saved = try openCheckpoint(resume, format: Trainer.checkpointFormat)
     try Self.resuming(try saved.options(), source: resume, free: ["--steps"]).train(resuming: saved)
   }
 
@@ -192,13 +193,27 @@ struct TrainCommand: ResumableCommand {
     _ = try runOnThreads(ranks: ranks) { comm in
       let run = try DataParallelTrainer(config, data: shared, communicator: comm, options: options)
       run.trainer.corpusHash = hash
+      try run.parallel.gatherParameters()  // ZeRO 3: the whole model, to load a checkpoint into
       let resumed = try command.restore(run.trainer, from: saved, steps: command.steps)
-      run.parallel.loadOptimizerShards()
-      let gather = { if command.checkpoint != nil { try run.parallel.gatherOptimizerState() } }
+      run.parallel.loadShards()
+      // Rank 0 evaluates, samples and reports with the whole model: ZeRO 3 gathers it on every rank (the next
+      // step lets it go again). After each evaluation rank 0 says whether it is a new best, and every rank saves
+      // its part of the checkpoint.
+      let gather = { try run.parallel.gatherParameters() }
+      try gather()
+      let save = { (best: Bool) in
+        guard let checkpoint = command.checkpoint else { return }
+        var flag = [best ? 1 : 0]
+        try flag.withUnsafeMutableBufferPointer { try comm.broadcast($0, root: 0) }
+        if flag[0] == 1 { try run.saveCheckpoint(to: checkpoint) }
+      }
       guard comm.rank == 0 else {
         while run.trainer.step < command.steps {
           try run.runStep()
-          if command.isEvaluationStep(run.trainer.step) { try gather() }
+          if command.isEvaluationStep(run.trainer.step) {
+            try gather()
+            try save(false)
+          }
         }
         return
       }
@@ -208,7 +223,8 @@ struct TrainCommand: ResumableCommand {
       )
       for line in resumed { print(line) }
       let firstStep = run.trainer.step
-      let savedAt = try command.trainLoop(run.trainer, step: { try run.runStep() }, beforeEvaluation: gather)
+      let savedAt = try command.trainLoop(
+        run.trainer, step: { try run.runStep() }, beforeEvaluation: gather, afterEvaluation: save)
       try command.report(
         run.trainer, data: data, seconds: clock.seconds, trainedSteps: run.trainer.step - firstStep, savedAt: savedAt)
     }
@@ -218,17 +234,20 @@ struct TrainCommand: ResumableCommand {
   func isEvaluationStep(_ step: Int) -> Bool { step % evalEvery == 0 || step == steps }
 
   /// The loop: evaluate at the start, every --eval-every steps and at the end; save on a new best. Returns the
-  /// step of the last save, if any. `step` runs one optimizer step (the trainer's own by default);
-  /// `beforeEvaluation` runs before each evaluation after the start (every rank of a parallel run calls it).
+  /// step of the last save, if any. `step` runs one optimizer step (the trainer's own by default). After the
+  /// start, `beforeEvaluation` runs before each evaluation and `afterEvaluation` after it, told whether it is a
+  /// new best to save (by default it saves the trainer); every rank of a parallel run calls both at those steps.
   func trainLoop(
-    _ trainer: Trainer, step: (() throws -> Double)? = nil, beforeEvaluation: () throws -> Void = {}
+    _ trainer: Trainer, step: (() throws -> Double)? = nil, beforeEvaluation: () throws -> Void = {},
+    afterEvaluation: ((Bool) throws -> Void)? = nil
   ) throws -> Int? {
     var savedAt: Int? = nil
     let clock = Stopwatch()
     let firstStep = trainer.step  // tokens/s counts this run's steps, not those before a resume
     let interactive = isatty(STDOUT_FILENO) == 1
     let progress = interactive ? Progress(total: steps) : nil
-    func evaluate() throws {
+    /// Evaluates and prints; returns whether the checkpoint should be saved now.
+    func evaluate() throws -> Bool {
       let r = try trainer.evaluate()
       let done = Double(trainer.step - firstStep)
       let rate = done * Double(config.tokensPerStep) / max(clock.seconds, 1e-9)
@@ -240,18 +259,22 @@ struct TrainCommand: ResumableCommand {
           r.trainLoss, r.valLoss, done > 0 ? String(format: "%.0f", rate) : "-", clockTime(eta)))
       fflush(nil)  // a log file shows each evaluation as it happens, not at the end
       // As nanoGPT, never at step 0: an untrained model would replace whatever the file held.
-      if trainer.lastEvaluationIsBest && trainer.step > 0, let checkpoint {
-        try trainer.save(to: checkpoint)
-        savedAt = trainer.step
-      }
+      return trainer.lastEvaluationIsBest && trainer.step > 0 && checkpoint != nil
     }
-    if trainer.history.last?.step != trainer.step { try evaluate() }
+    // The first evaluation is of the model as it starts (initial, or just loaded): nothing new to save.
+    if trainer.history.last?.step != trainer.step { _ = try evaluate() }
     while trainer.step < steps {
       let loss = try step?() ?? trainer.runStep()
       progress?.update(step: trainer.step, String(format: "loss %.4f", loss))
       if isEvaluationStep(trainer.step) {
         try beforeEvaluation()
-        try evaluate()
+        let best = try evaluate()
+        if let afterEvaluation {
+          try afterEvaluation(best)
+        } else if best, let checkpoint {
+          try trainer.save(to: checkpoint)
+        }
+        if best { savedAt = trainer.step }
       }
     }
     return savedAt

@@ -90,13 +90,20 @@ extension CheckpointedRun {
     try writeAtomically(Data(checkpointBytes()), to: path, as: "--checkpoint")
   }
 
-  /// The checkpoint as the bytes of a safetensors file.
-  func checkpointBytes() throws -> [UInt8] {
+  /// The checkpoint as the bytes of a safetensors file. A sharded run's (Parallel/ShardedCheckpoint.swift)
+  /// leaves out the tensors its shards hold, and adds the metadata that names them.
+  func checkpointBytes(
+    leavingOut shardTensors: Set<String> = [], metadata extra: [String: String] = [:]
+  ) throws
+    -> [UInt8]
+  {
     var tensors: [String: SafeTensor] = [:]
     let named = model.namedParameters()
-    for (name, p) in named { tensors["model." + name] = try SafeTensor(p.storage, shape: p.shape) }
+    for (name, p) in named where !shardTensors.contains("model." + name) {
+      tensors["model." + name] = try SafeTensor(p.storage, shape: p.shape)
+    }
     for (kind, buffers) in optimizer.state {
-      for (name, p) in named {
+      for (name, p) in named where !shardTensors.contains("optimizer.\(kind).\(name)") {
         if let values = buffers[ObjectIdentifier(p)] {
           tensors["optimizer.\(kind).\(name)"] = try SafeTensor(values, shape: p.shape)
         }
@@ -113,7 +120,7 @@ extension CheckpointedRun {
       "sampler_position": String(sampler.position), "best_val_loss": String(bestValLoss),
       "tokenizer": String(decoding: try tokenizer.fileContents(), as: UTF8.self), "train_tokens": String(train.count),
       "corpus_hash": corpusHash,
-    ]
+    ].merging(extra) { $1 }
     return encodeSafetensors(tensors, metadata: metadata)
   }
 

@@ -52,6 +52,13 @@ public struct GradientLayout<Scalar: TensorScalar> {
       groups[groups.count - 1].append(index)
       filled += counts[index]
     }
+    self.init(counts: counts, groups: groups, ranks: ranks)
+  }
+
+  /// The layout with the buckets given: `groups` lists each bucket's parameter indices, in the order the buckets
+  /// are sent, and holds every parameter once.
+  public init(counts: [Int], groups: [[Int]], ranks: Int) {
+    precondition(groups.joined().sorted() == Array(counts.indices), "GradientLayout: every parameter once")
     var place = Array(repeating: (bucket: 0, slot: 0), count: counts.count)
     buckets = groups.enumerated().map { b, members in
       var offsets = [0]

@@ -10,9 +10,13 @@ public struct DataParallelOptions: Sendable {
   public var zero = ZeroStage.none
   /// Bytes per gradient bucket (PyTorch's DDP: 25 MB; this model's gradients are ~3 MB in all).
   public var bucketBytes = 1 << 20
-  public init(zero: ZeroStage = .none, bucketBytes: Int = 1 << 20) {
+  /// Buckets that are the model's units (a block each, then the rest) instead of `bucketBytes` each: ZeRO 3's
+  /// layout, always on with it.
+  public var bucketsByUnit = false
+  public init(zero: ZeroStage = .none, bucketBytes: Int = 1 << 20, bucketsByUnit: Bool = false) {
     self.zero = zero
     self.bucketBytes = bucketBytes
+    self.bucketsByUnit = bucketsByUnit || zero == .parameters
   }
 }
 
@@ -40,9 +44,12 @@ public final class DataParallelTrainer {
   {
     precondition(config.batchSize % communicator.size == 0, "DataParallelTrainer: the batch does not divide")
     trainer = Trainer(config, tokenizer: data.tokenizer, train: data.train, val: data.val)
+    let index = Dictionary(uniqueKeysWithValues: trainer.parameters.enumerated().map { (ObjectIdentifier($1), $0) })
+    let blocks = trainer.model.blocks.map { $0.parameters().map { index[ObjectIdentifier($0)]! } }
     parallel = try DataParallel(
       parameters: trainer.parameters, optimizer: trainer.optimizer as! Adam<Float>, communicator: communicator,
-      zero: options.zero, bucketBytes: options.bucketBytes)
+      zero: options.zero, bucketBytes: options.bucketBytes, blocks: options.bucketsByUnit ? blocks : nil)
+    if options.zero == .parameters { trainer.model.aroundBlock = parallel.aroundBlock }
   }
 
   /// One optimizer step: `accumulation` micro-batches, each this rank's rows of a global batch, each loss scaled
@@ -53,10 +60,13 @@ public final class DataParallelTrainer {
     let config = trainer.config
     let (ranks, accumulation) = (communicator.size, config.accumulation)
     trainer.model.train()
+    parallel.releaseParameters()  // ZeRO 3: the whole model was gathered for an evaluation
     var total = 0.0
     for micro in 0..<accumulation {
       let (inputs, targets) = trainer.sampler.nextBatch(rank: communicator.rank, ranks: ranks)
+      try parallel.prepareForward()
       let loss = trainer.loss(inputs, targets)
+      try parallel.checkHooks()
       let value = Double(loss.item)
       try Check.finiteLoss(value, step: trainer.step + 1, learningRate: config.learningRate)
       total += value

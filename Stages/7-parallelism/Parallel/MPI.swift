@@ -180,6 +180,9 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     let program = URL(fileURLWithPath: CommandLine.arguments.first ?? "stage7").lastPathComponent
     FileHandle.standardError.write(
       Data("\(program): error: \(message.hasPrefix("rank ") ? "" : "rank \(rank) failed: ")\(message)\n".utf8))
+    // mpiexec forwards a rank's stderr through its proxy, which the abort kills: give the line time to get out
+    // (on a loaded machine it was lost now and then).
+    usleep(300_000)
     MPI_Abort(cmpi_comm_world(), 1)
     exit(1)
   }

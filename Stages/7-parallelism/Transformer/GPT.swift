@@ -189,6 +189,10 @@ public final class GPT<Scalar: TensorScalar>: Module {
   /// The fine-tuning method the model is set up for (`prepareFineTuning`), nil for the pretrained model.
   public internal(set) var fineTuning: FineTuningSetup?
   public var isTraining = true
+  /// A hook around each block's forward, given the block's index, its input and the block itself: ZeRO 3 gathers
+  /// the block's weights from the ranks before it runs and lets them go after (Parallel/DataParallel.swift).
+  /// Nil: each block just runs.
+  public var aroundBlock: ((Int, Tensor<Scalar>, (Tensor<Scalar>) -> Tensor<Scalar>) -> Tensor<Scalar>)?
 
   /// A GPT whose parameters come from `source`, in this order: the token embedding, the position embedding
   /// (learned positions only), then for each block norm1, attention.qkv, attention.projection, norm2, expand,
@@ -260,7 +264,8 @@ public final class GPT<Scalar: TensorScalar>: Module {
       prefixes = nil
     }
     for (i, block) in blocks.enumerated() {
-      x = block(x, keyPadding: keyPadding, cache: caches?[i], prefix: prefixes?[i])
+      let run = { (x: Tensor<Scalar>) in block(x, keyPadding: keyPadding, cache: caches?[i], prefix: prefixes?[i]) }
+      x = aroundBlock?(i, x, run) ?? run(x)
     }
     if promptRows > 0 { x = x.split([promptRows, t], axis: 1)[1] }
     return finalNorm(x)

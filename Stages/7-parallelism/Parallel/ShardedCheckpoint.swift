@@ -1,0 +1,167 @@
+import Foundation
+import Support
+
+/// Checkpoints of a sharded run (ZeRO 1 to 3), written as PyTorch's distributed checkpoint writes them: every rank
+/// saves what it alone holds (its chunks of Adam's moments, and with ZeRO 3 of the weights) to a shard file of its
+/// own, and rank 0 saves everything else (the weights below ZeRO 3, the step, the generators, the history) to the
+/// checkpoint file, which names the shards. No rank ever gathers the whole optimizer state to save it.
+///
+/// A shard holds flat pieces: "optimizer.exp_avg.blocks.0.qkv.weight@1536" is that tensor's elements from 1536 on,
+/// as many as the piece holds. Reading puts the pieces of every shard back into whole tensors, each element
+/// exactly once, so that a checkpoint saved on N ranks resumes on any number: each rank of the new run then takes
+/// its own chunks of the whole (re-sharding by its own layout), and a one-process run takes it all.
+///
+/// A save is safe at any moment. Its shards have names of their own (the step and a number drawn for the save);
+/// they are written first, each atomically; the checkpoint file, written atomically last, is what names them; the
+/// shards of the save before are removed only after that. Killed anywhere, the previous checkpoint and its shards
+/// are whole. The shards stand beside the checkpoint file: move them together, and with MPI on several machines
+/// keep the directory on a file system they all share.
+
+/// The metadata "format" of a shard file.
+let shardFormat = "stage7 checkpoint shard"
+
+/// The metadata keys of a checkpoint file that has shards: the shard files (one name a line, rank 0 first), the
+/// whole tensors they hold ("NAME d0,d1" a line), and the save's name, which every shard repeats.
+let shardKeys = (files: "shards", tensors: "sharded_tensors", save: "shard_save")
+
+/// The shard file of rank `rank` of `ranks` for save `save` of the checkpoint `path`.
+func shardPath(_ path: String, save: String, rank: Int, ranks: Int) -> String {
+  "\(path).\(save).rank\(rank)of\(ranks)"
+}
+
+extension DataParallelTrainer {
+  /// Saves the run to the checkpoint `path`. Every rank calls it. ZeRO 0: rank 0 writes the whole run, as DDP
+  /// saves rank 0's state dict. ZeRO 1 to 3: every rank writes its shard, then rank 0 the checkpoint file.
+  public func saveCheckpoint(to path: String) throws {
+    let (rank, ranks) = (communicator.rank, communicator.size)
+    guard parallel.zero != .none else {
+      if rank == 0 { try trainer.save(to: path) }
+      return
+    }
+    var draw = [rank == 0 ? UInt64.random(in: 0..<(1 << 32)) : 0]
+    try draw.withUnsafeMutableBufferPointer { try communicator.broadcast($0, root: 0) }
+    let save = "step\(trainer.step)-" + String(draw[0], radix: 16)
+    let named = trainer.model.namedParameters()
+    let nameOf = Dictionary(uniqueKeysWithValues: named.map { (ObjectIdentifier($0.tensor), $0.name) })
+    let names = parallel.parameters.map { nameOf[ObjectIdentifier($0)]! }
+    var tensors: [String: SafeTensor] = [:]
+    for piece in parallel.ownedPieces() {
+      let name = (piece.kind == "model" ? "model." : "optimizer.\(piece.kind).") + names[piece.parameter]
+      tensors["\(name)@\(piece.start)"] = try SafeTensor(piece.values, shape: [piece.values.count])
+    }
+    let metadata = ["format": shardFormat, "save": save, "rank": String(rank), "ranks": String(ranks)]
+    try writeAtomically(
+      Data(encodeSafetensors(tensors, metadata: metadata)),
+      to: shardPath(path, save: save, rank: rank, ranks: ranks), as: "--checkpoint")
+    try communicator.barrier()  // every shard is on the disk
+    guard rank == 0 else { return }
+    // What the shards hold between them: every parameter's moments (after the first step), and its weights with
+    // ZeRO 3 (the ranks' chunks cover every bucket).
+    let kinds =
+      (parallel.optimizer.stepCount > 0 ? ["optimizer.exp_avg.", "optimizer.exp_avg_sq."] : [])
+      + (parallel.zero == .parameters ? ["model."] : [])
+    let lines = kinds.flatMap { kind in
+      zip(names, parallel.parameters).map { kind + $0 + " " + $1.shape.map(String.init).joined(separator: ",") }
+    }
+    let files = (0..<ranks).map {
+      URL(fileURLWithPath: shardPath(path, save: save, rank: $0, ranks: ranks)).lastPathComponent
+    }
+    let previous = (try? readSafetensors(path))?.metadata[shardKeys.files]?.split(separator: "\n").map(String.init)
+    let bytes = try trainer.checkpointBytes(
+      leavingOut: Set(lines.map { String($0.split(separator: " ")[0]) }),
+      metadata: [
+        shardKeys.files: files.joined(separator: "\n"), shardKeys.tensors: lines.joined(separator: "\n"),
+        shardKeys.save: save,
+      ])
+    try writeAtomically(Data(bytes), to: path, as: "--checkpoint")
+    let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+    for old in previous ?? [] where !files.contains(old) && !old.contains("/") {
+      unlink(directory.appendingPathComponent(old).path)
+    }
+  }
+}
+
+/// Reads the checkpoint at `path`, as `CheckpointReader(path:format:)` does, and puts a sharded checkpoint's
+/// pieces back together from its shard files: the reader then holds every tensor whole, as if one process had
+/// saved it. Every problem (a shard missing, of another save, a piece out of place or twice, an element left
+/// out) is one message naming the file.
+public func openCheckpoint(_ path: String, format: String) throws -> CheckpointReader {
+  let (tensors, metadata) = try readSafetensors(path)
+  markAsInput(path, replaceableBy: "--checkpoint")  // a resumed run may save over it; no plot may
+  let keys = [shardKeys.files, shardKeys.tensors, shardKeys.save]
+  guard keys.contains(where: { metadata[$0] != nil }) else {
+    return try CheckpointReader(tensors: tensors, metadata: metadata, source: path, format: format)
+  }
+  _ = try CheckpointReader(tensors: [:], metadata: metadata, source: path, format: format)  // the format first
+  func fail(_ problem: String) -> UserError { UserError("checkpoint '\(path)': \(problem)") }
+  guard let list = metadata[shardKeys.files], let table = metadata[shardKeys.tensors],
+    let save = metadata[shardKeys.save]
+  else {
+    let missing = keys.filter { metadata[$0] == nil }[0]
+    throw fail("metadata '\(missing)' is missing (a sharded checkpoint has all of \(keys.joined(separator: ", ")))")
+  }
+  let files = list.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+  guard files.allSatisfy({ !$0.isEmpty && !$0.contains("/") }), Set(files).count == files.count else {
+    throw fail("metadata '\(shardKeys.files)' must name the shard files beside it, one per line, each once")
+  }
+  // The whole tensors, each with its elements not yet seen.
+  var shapes: [String: [Int]] = [:]
+  for line in table.split(separator: "\n") {
+    let parts = line.split(separator: " ")
+    let dims = parts.count == 2 ? parts[1].split(separator: ",").map { Int($0) } : []
+    guard parts.count == 2, !dims.isEmpty, dims.allSatisfy({ $0 != nil && $0! > 0 }),
+      dims.reduce(1.0, { $0 * Double($1!) }) <= Double(1 << 30), tensors[String(parts[0])] == nil
+    else {
+      throw fail(
+        "metadata '\(shardKeys.tensors)' has '\(line)'; each line names a tensor the file does not hold and its "
+          + "shape, as 'NAME 3,4' (at most 2^30 elements)")
+    }
+    shapes[String(parts[0])] = dims.map { $0! }
+  }
+  var wholes = shapes.mapValues { [Float](repeating: 0, count: $0.reduce(1, *)) }
+  var seen = shapes.mapValues { [Bool](repeating: false, count: $0.reduce(1, *)) }
+  let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+  for (rank, file) in files.enumerated() {
+    let shard = directory.appendingPathComponent(file).path
+    guard FileManager.default.fileExists(atPath: shard) else {
+      throw fail("its shard '\(shard)' is missing (a sharded checkpoint is the file and every rank's shard beside it)")
+    }
+    let (pieces, about) = try readSafetensors(shard)
+    markAsInput(shard, replaceableBy: "--checkpoint")
+    let expected = ["format": shardFormat, "save": save, "rank": String(rank), "ranks": String(files.count)]
+    guard about == expected else {
+      throw fail("'\(file)' is not shard \(rank) of \(files.count) of this save ('\(save)'); its metadata is \(about)")
+    }
+    for (key, piece) in pieces.sorted(by: { $0.key < $1.key }) {
+      let at = key.lastIndex(of: "@") ?? key.endIndex
+      let name = String(key[..<at])
+      guard at < key.endIndex, let start = Int(key[key.index(after: at)...]), start >= 0, let count = seen[name]?.count
+      else {
+        throw fail("shard '\(file)' holds '\(key)', not a piece 'NAME@START' of a tensor the checkpoint names")
+      }
+      guard piece.dtype == .f32, piece.shape.count == 1, let values = piece.floats else {
+        throw fail("shard '\(file)': '\(key)' is \(piece.dtype.rawValue) \(piece.shape); a piece is F32 [n]")
+      }
+      guard start + values.count <= count else {
+        throw fail("shard '\(file)': '\(key)' runs past the end of '\(name)' (\(count) elements)")
+      }
+      for (i, value) in values.enumerated() {
+        guard !seen[name]![start + i] else {
+          throw fail("shard '\(file)': '\(key)' holds element \(start + i) of '\(name)', which another piece holds")
+        }
+        seen[name]![start + i] = true
+        wholes[name]![start + i] = value
+      }
+    }
+  }
+  var merged = tensors
+  for (name, flags) in seen.sorted(by: { $0.key < $1.key }) {
+    if let missing = flags.firstIndex(of: false) {
+      throw fail("no shard holds element \(missing) of '\(name)'")
+    }
+    merged[name] = try SafeTensor(wholes[name]!, shape: shapes[name]!)
+  }
+  var rest = metadata
+  for key in keys { rest[key] = nil }
+  return try CheckpointReader(tensors: merged, metadata: rest, source: path, format: format)
+}
