@@ -191,6 +191,68 @@ import Testing
         == "stage7: error: --batch-size 5 does not divide among --ranks 2: each rank takes an equal share\n")
   }
 
+  /// `train --pp 2`: the pipeline's steps are one process's gradient accumulation over the same micro-batches, so
+  /// its checkpoint (a shard per stage) holds the same bits; with 2 data-parallel copies of the pipeline too. A
+  /// pipeline's checkpoint resumes on the pipeline to the run never stopped, bit for bit, and on one process.
+  @Test func trainWithAPipelineIsOneProcessAccumulating() throws {
+    let folder = temporaryDirectory("train-pipeline")
+    let corpus = writeCorpus(String(shakespeareText.prefix(20_000)), in: folder)
+    // A constant learning rate: a run of 6 steps is the first 6 of a run of 9. An evaluation only at the end (the
+    // estimate of one batch is noisier for a smaller --batch-size, and would choose another step to save).
+    let run = [
+      "train", "--corpus", corpus, "--data-dir", folder + "/data", "--plot-dir", folder, "--layers", "2", "--heads",
+      "2", "--width", "16", "--context", "16", "--eval-every", "6", "--eval-batches", "1", "--sample-tokens", "0",
+      "--lr", "0.01", "--min-lr", "0.01", "--warmup", "0",
+    ]
+    func train(_ name: String, _ more: [String]) throws -> String {
+      let result = try runTool(Self.executable, run + more + ["--checkpoint", folder + "/" + name])
+      #expect(result.status == 0 && result.output.contains("checkpoint (the best"), "\(result.errorOutput)")
+      return folder + "/" + name
+    }
+    let onePath = try train("one.st", ["--steps", "6", "--batch-size", "3", "--accumulation", "4"])
+    let shapes = try readSafetensors(onePath).tensors.filter { $0.key.hasPrefix("model.") }.mapValues(\.shape)
+    #expect(shapes.count == 2 + 2 * 6 + 1)  // the embeddings, each block's 6 (no biases), the final norm
+    /// The model's tensors in the checkpoint at `path`, put together from its shards if it has them.
+    func weights(_ path: String) throws -> [String: [Float]] {
+      let reader = try openCheckpoint(path, format: Trainer.checkpointFormat)
+      var tensors: [String: [Float]] = [:]
+      for (name, shape) in shapes { tensors[name] = try reader.floats(name, shape: shape) }
+      return tensors
+    }
+    let one = try weights(onePath)
+    let pipeline = try weights(
+      try train("pp.st", ["--steps", "6", "--batch-size", "12", "--ranks", "2", "--pp", "2", "--microbatches", "4"]))
+    #expect(pipeline == one)
+    let grid = try weights(
+      try train(
+        "grid.st",
+        [
+          "--steps", "6", "--batch-size", "12", "--ranks", "4", "--pp", "2", "--microbatches", "1", "--schedule",
+          "gpipe",
+        ]))
+    let two = try weights(try train("two.st", ["--steps", "6", "--batch-size", "6", "--accumulation", "2"]))
+    #expect(grid == two)
+    // Resumed to 9 steps on the pipeline: the run of 9 never stopped. And on one process (the whole batch at
+    // once: the same run up to the order of the sums).
+    let resumed = try runTool(
+      Self.executable,
+      ["train", "--resume", folder + "/pp.st", "--steps", "9", "--ranks", "2", "--pp", "2", "--microbatches", "4"]
+        + [
+          "--data-dir", folder + "/data", "--plot-dir", folder, "--sample-tokens", "0", "--checkpoint",
+          folder + "/pp.st",
+        ])
+    #expect(resumed.output.contains("checkpoint (the best validation loss, at step 9)"), "\(resumed.output)")
+    #expect(resumed.status == 0, "\(resumed.errorOutput)")
+    let whole = try weights(
+      try train("nine.st", ["--steps", "9", "--batch-size", "12", "--ranks", "2", "--pp", "2", "--microbatches", "4"]))
+    #expect(try weights(folder + "/pp.st") == whole)
+    let alone = try runTool(
+      Self.executable,
+      ["train", "--resume", folder + "/grid.st", "--steps", "9", "--data-dir", folder + "/data", "--plot-dir", folder]
+        + ["--sample-tokens", "0"])
+    #expect(alone.status == 0 && alone.output.contains("exact validation loss"), "\(alone.errorOutput)")
+  }
+
   /// A sharded checkpoint whose shards are missing, or of another save, is refused with one line naming the file.
   @Test func aShardedCheckpointWithoutItsShardsIsRefused() throws {
     let folder = temporaryDirectory("shards")
@@ -225,6 +287,28 @@ import Testing
     try FileManager.default.moveItem(atPath: folder + "/rank0.bak", toPath: folder + "/" + shards[0])
     let restored = try runTool(Self.executable, sample)
     #expect(restored.status == 0, "\(restored.errorOutput)")
+  }
+
+  @Test func pipelineLayoutsThatDoNotFitAreRefused() throws {
+    for (arguments, message) in [
+      (["--pp", "2"], "--ranks 1 is not a multiple of --pp 2: each copy of the pipeline has 2 ranks"),
+      (["--ranks", "2", "--pp", "2", "--layers", "1"], "--pp 2 needs --layers at least 2 (a block per stage)"),
+      (["--ranks", "2", "--pp", "2", "--zero", "1"], "--zero 1 with --pp: ZeRO runs with data parallelism only"),
+      (
+        ["--ranks", "2", "--pp", "2", "--dropout", "0.1"], "--pp needs --dropout 0: the pipeline's stages draw no masks"
+      ),
+      (
+        ["--ranks", "2", "--pp", "2", "--accumulation", "2"],
+        "--accumulation 2 with --pp: the pipeline's micro-batches are its accumulation"
+      ),
+      (
+        ["--ranks", "4", "--pp", "2", "--microbatches", "4"],
+        "--batch-size 12 does not divide into 2 copies x --microbatches 4"
+      ),
+    ] {
+      let run = try runTool(Self.executable, ["train"] + arguments)
+      #expect(run.status != 0 && run.errorOutput == "stage7: error: \(message)\n", "\(run.errorOutput)")
+    }
   }
 
   @Test func sizesThatDoNotShareAreRefused() throws {

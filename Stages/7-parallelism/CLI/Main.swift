@@ -58,6 +58,7 @@ struct Stage7Command: ParsableCommand {
 extension PositionEncoding: ExpressibleByArgument {}
 extension TokenizerKind: ExpressibleByArgument {}
 extension WindowOrder: ExpressibleByArgument {}
+extension PipelineSchedule: ExpressibleByArgument {}
 extension NormPlacement: ExpressibleByArgument {}
 extension GraphExample: ExpressibleByArgument {}
 extension KernelChoice: ExpressibleByArgument {}

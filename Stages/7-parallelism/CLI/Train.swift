@@ -63,6 +63,14 @@ struct TrainCommand: ResumableCommand {
     help: "ZeRO stage with --ranks: 0 (DDP), 1 (optimizer state sharded), 2 (gradients too), 3 (weights too).")
   var zero = 0
   @Option(parsing: .unconditional, help: "Megabytes per gradient bucket with --ranks.") var bucketMb = 1.0
+  @Option(
+    parsing: .unconditional,
+    help: "Pipeline stages with --ranks (--ranks / --pp data-parallel copies of the pipeline; 1: no pipeline).")
+  var pp = 1
+  @Option(parsing: .unconditional, help: "Micro-batches of each copy's share of a batch, with --pp.")
+  var microbatches = 4
+  @Option(parsing: .unconditional, help: "The pipeline's schedule with --pp: gpipe or 1f1b.")
+  var schedule = PipelineSchedule.oneForwardOneBackward
 
   func validate() throws {
     try Check.count(vocab, "--vocab", in: 1...65_536)
@@ -83,7 +91,24 @@ struct TrainCommand: ResumableCommand {
     try Check.count(ranks, "--ranks", in: 1...64)
     try Check.count(zero, "--zero", in: 0...3)
     try Check.number(bucketMb, "--bucket-mb", in: Bounds(0, 1024, includesLow: false))
-    guard batchSize % ranks == 0 else {
+    try Check.count(pp, "--pp", in: 1...64)
+    try Check.count(microbatches, "--microbatches", in: 1...100_000)
+    if pp > 1 {
+      guard ranks % pp == 0 else {
+        throw UserError("--ranks \(ranks) is not a multiple of --pp \(pp): each copy of the pipeline has \(pp) ranks")
+      }
+      guard layers >= pp else { throw UserError("--pp \(pp) needs --layers at least \(pp) (a block per stage)") }
+      guard zero == 0 else { throw UserError("--zero \(zero) with --pp: ZeRO runs with data parallelism only") }
+      guard dropout == 0 else { throw UserError("--pp needs --dropout 0: the pipeline's stages draw no masks") }
+      guard accumulation == 1 else {
+        throw UserError("--accumulation \(accumulation) with --pp: the pipeline's micro-batches are its accumulation")
+      }
+      let copies = ranks / pp
+      guard batchSize % (copies * microbatches) == 0 else {
+        throw UserError(
+          "--batch-size \(batchSize) does not divide into \(copies) copies x --microbatches \(microbatches)")
+      }
+    } else if batchSize % ranks != 0 {
       throw UserError(
         "--batch-size \(batchSize) does not divide among --ranks \(ranks): each rank takes an equal share")
     }
@@ -180,54 +205,100 @@ struct TrainCommand: ResumableCommand {
       """)
   }
 
-  /// Stage 7: the same run on --ranks thread ranks with data parallelism (and ZeRO): every rank trains its share
-  /// of each batch; rank 0 also evaluates, saves and reports, with the same model the others hold. The checkpoint
-  /// is the whole model and optimizer (ZeRO's shards gathered for it), so a run resumes at any --ranks.
+  /// Stage 7: the same run on --ranks thread ranks, data-parallel (with ZeRO) or as --pp pipeline stages (times
+  /// --ranks / --pp data-parallel copies). Rank 0 also evaluates, samples and reports, with the whole model
+  /// gathered from the others; every rank saves its part of the checkpoint, which resumes at any --ranks and --pp.
   func trainOnRanks(
     data: TokenizedCorpus, text: Corpus, saved: CheckpointReader?, reused: Bool, clock: Stopwatch
   ) throws {
     let shared = SharedData(tokenizer: data.tokenizer, train: data.train, val: data.val)
-    nonisolated(unsafe) let (command, data, saved) = (self, data, saved)
-    let (config, hash, zero) = (self.config, text.hash, ZeroStage(rawValue: self.zero)!)
-    let options = DataParallelOptions(zero: zero, bucketBytes: Int(bucketMb * 1_048_576))
+    let command = self
+    nonisolated(unsafe) let (data, saved) = (data, saved)
+    let hash = text.hash
     _ = try runOnThreads(ranks: ranks) { comm in
-      let run = try DataParallelTrainer(config, data: shared, communicator: comm, options: options)
-      run.trainer.corpusHash = hash
-      try run.parallel.gatherParameters()  // ZeRO 3: the whole model, to load a checkpoint into
-      let resumed = try command.restore(run.trainer, from: saved, steps: command.steps)
-      run.parallel.loadShards()
-      // Rank 0 evaluates, samples and reports with the whole model: ZeRO 3 gathers it on every rank (the next
-      // step lets it go again). After each evaluation rank 0 says whether it is a new best, and every rank saves
-      // its part of the checkpoint.
-      let gather = { try run.parallel.gatherParameters() }
-      try gather()
+      let (run, resumed) = try command.rankRun(comm, data: shared, saved: saved, corpusHash: hash)
+      // After each evaluation rank 0 says whether it is a new best, and every rank saves its part.
       let save = { (best: Bool) in
         guard let checkpoint = command.checkpoint else { return }
         var flag = [best ? 1 : 0]
         try flag.withUnsafeMutableBufferPointer { try comm.broadcast($0, root: 0) }
-        if flag[0] == 1 { try run.saveCheckpoint(to: checkpoint) }
+        if flag[0] == 1 { try run.save(checkpoint) }
       }
+      try run.gather()  // rank 0 evaluates before the first step
       guard comm.rank == 0 else {
         while run.trainer.step < command.steps {
-          try run.runStep()
+          _ = try run.step()
           if command.isEvaluationStep(run.trainer.step) {
-            try gather()
+            try run.gather()
             try save(false)
           }
         }
         return
       }
       command.printHeader(run.trainer, data: data, reused: reused)
-      print(
-        "ranks: \(comm.size) threads, data parallel, ZeRO \(zero.rawValue), \(config.batchSize / comm.size) windows each"
-      )
+      print("ranks: \(comm.size) threads, \(run.layout)")
       for line in resumed { print(line) }
       let firstStep = run.trainer.step
       let savedAt = try command.trainLoop(
-        run.trainer, step: { try run.runStep() }, beforeEvaluation: gather, afterEvaluation: save)
+        run.trainer, step: run.step, beforeEvaluation: run.gather, afterEvaluation: save)
       try command.report(
         run.trainer, data: data, seconds: clock.seconds, trainedSteps: run.trainer.step - firstStep, savedAt: savedAt)
     }
+  }
+
+  /// The ranks' threads restore one at a time: a `CheckpointReader` notes what was taken from it as it is read.
+  static let oneAtATime = NSLock()
+
+  /// What one rank of a parallel run does, whatever the parallelism: an optimizer step, the whole model gathered
+  /// into rank 0's trainer before an evaluation, and its part of a save (every rank calls each).
+  struct RankRun {
+    let trainer: Trainer
+    let step: () throws -> Double
+    let gather: () throws -> Void
+    let save: (String) throws -> Void
+    let layout: String
+  }
+
+  /// This rank's part of the run, with the checkpoint (if any) restored into it; and the lines that say so.
+  func rankRun(
+    _ comm: any Communicator, data: SharedData, saved: CheckpointReader?, corpusHash: String
+  ) throws -> (RankRun, [String]) {
+    let config = self.config
+    guard pp > 1 else {
+      let zero = ZeroStage(rawValue: zero)!
+      let options = DataParallelOptions(zero: zero, bucketBytes: Int(bucketMb * 1_048_576))
+      let run = try DataParallelTrainer(config, data: data, communicator: comm, options: options)
+      run.trainer.corpusHash = corpusHash
+      try run.parallel.gatherParameters()  // ZeRO 3: the whole model, to load a checkpoint into
+      let resumed = try Self.oneAtATime.withLock { try restore(run.trainer, from: saved, steps: steps) }
+      run.parallel.loadShards()
+      return (
+        RankRun(
+          trainer: run.trainer, step: run.runStep, gather: run.parallel.gatherParameters, save: run.saveCheckpoint,
+          layout: "data parallel, ZeRO \(zero.rawValue), \(config.batchSize / comm.size) windows each"),
+        resumed
+      )
+    }
+    // Rank copy x pp + s runs stage s of data-parallel copy `copy`.
+    let copies = ranks / pp
+    let (copy, s) = comm.rank.quotientAndRemainder(dividingBy: pp)
+    let pipeline = try comm.split(color: copy, key: s)
+    let dataGroup = copies > 1 ? try comm.split(color: s, key: copy) : nil
+    let stage = try PipelineStage(config, data: data, communicator: pipeline)
+    stage.trainer.corpusHash = corpusHash
+    let resumed = try Self.oneAtATime.withLock { try restore(stage.trainer, from: saved, steps: steps) }
+    stage.adoptTrainerState()
+    let (micro, order) = (microbatches, schedule)
+    return (
+      RankRun(
+        trainer: stage.trainer,
+        step: { try stage.runStep(micro: micro, schedule: order, copy: copy, copies: copies, dataGroup: dataGroup) },
+        gather: { if copy == 0 { try stage.gatherModel() } },
+        save: { if copy == 0 { try stage.saveCheckpoint(to: $0) } },
+        layout: "a pipeline of \(pp) stages (\(order.rawValue), \(micro) micro-batches of "
+          + "\(config.batchSize / copies / micro) windows)" + (copies > 1 ? " x \(copies) data-parallel copies" : "")),
+      resumed
+    )
   }
 
   /// Whether the loop evaluates after `step`: every --eval-every steps and at the end.
@@ -273,6 +344,7 @@ struct TrainCommand: ResumableCommand {
           try afterEvaluation(best)
         } else if best, let checkpoint {
           try trainer.save(to: checkpoint)
+          removeOldShards(of: checkpoint)  // a sharded checkpoint's, if this one replaced it
         }
         if best { savedAt = trainer.step }
       }

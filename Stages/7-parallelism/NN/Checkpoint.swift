@@ -135,7 +135,7 @@ extension CheckpointedRun {
 extension CheckpointedRun {
   /// Restores the checkpoint at `path` (see `restore(from:)`).
   func resume(from path: String) throws {
-    try restore(from: CheckpointReader(path: path, format: Self.checkpointFormat))
+    try restore(from: openCheckpoint(path, format: Self.checkpointFormat))
   }
 
   /// Restores a checkpoint into this trainer, which must have the options the checkpoint records (but for

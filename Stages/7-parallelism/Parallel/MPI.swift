@@ -76,7 +76,10 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     var text = [CChar](repeating: 0, count: Int(cmpi_max_error_string()) + 1)
     var length: Int32 = 0
     MPI_Error_string(code, &text, &length)
-    throw ParallelError(rank: peer, "\(what) with rank \(peer) failed: \(String(cString: text))")
+    throw ParallelError(
+      rank: peer,
+      "\(what) with rank \(peer) failed: \(String(decoding: text.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self))"
+    )
   }
 
   public func send(_ bytes: UnsafeRawBufferPointer, to: Int, tag: Int) throws {

@@ -73,8 +73,11 @@ public final class PipelineStage {
   public let optimizer: Adam<Float>
   public let sampler: WindowSampler
   let schedule: LRSchedule
+  /// The whole model's trainer, of which this stage trains its part: its sampler and step are the stage's, and
+  /// `train` evaluates, samples and checkpoints with it (on rank 0, after `gatherModel`).
+  public let trainer: Trainer
   /// Every parameter of the whole model in its order, with this stage's marked: the gradient norm's blocks.
-  let modelParameters: [Tensor<Float>]
+  var modelParameters: [Tensor<Float>] { trainer.parameters }
   let owned: Set<ObjectIdentifier>
   public internal(set) var step = 0
   /// The spans of the last step, for the timeline and the bubble.
@@ -107,7 +110,7 @@ public final class PipelineStage {
     if let finalNorm { mine += finalNorm.parameters() }
     parameters = mine
     owned = Set(mine.map(ObjectIdentifier.init))
-    modelParameters = whole.parameters
+    trainer = whole
     let reference = whole.optimizer as! Adam<Float>
     optimizer = Adam(
       ParameterGroup.decayingMatrices(mine, weightDecay: config.weightDecay), learningRate: config.learningRate,
@@ -236,10 +239,55 @@ public final class PipelineStage {
       try head.storage.withUnsafeMutableBufferPointer { try communicator.receive($0, from: 0, tag: Tag.table) }
     }
     step += 1
+    trainer.step = step
     var losses = [isLast ? total / Double(micro) : 0]
     try communicator.allReduce(&losses)
     guard let dataGroup else { return losses[0] }
     return try dataGroup.gather(losses[0]).reduce(0, +) / Double(copies)
+  }
+
+  /// Takes up the state a checkpoint restored into `trainer` (the whole model's): this stage's share of Adam's
+  /// moments, the step, and the head's copy of the table on the last stage.
+  public func adoptTrainerState() {
+    let whole = trainer.optimizer as! Adam<Float>
+    for (kind, buffers) in whole.state {
+      optimizer.state[kind] = buffers.filter { owned.contains($0.key) }
+    }
+    whole.state = [:]
+    optimizer.stepCount = whole.stepCount
+    step = trainer.step
+    if let head, head !== trainer.model.tokenEmbedding.weight {
+      head.storage = trainer.model.tokenEmbedding.weight.storage
+    }
+  }
+
+  /// The stages' weights put together in `trainer`'s model at the pipeline's rank 0 (each stage's parameters are
+  /// a run of the model's, in order). Every stage calls it.
+  public func gatherModel() throws {
+    guard let all = try communicator.gatherArrays(parameters.flatMap(\.storage)) else { return }
+    var flat = all.joined().makeIterator()
+    for p in trainer.parameters { p.storage = (0..<p.count).map { _ in flat.next()! } }
+  }
+
+  /// Saves the run to the checkpoint `path` in shards, one per stage: its weights and its Adam moments (see
+  /// ShardedCheckpoint.swift); stage 0 also writes the rest. Every stage calls it.
+  public func saveCheckpoint(to path: String) throws {
+    let names = Dictionary(
+      uniqueKeysWithValues: trainer.model.namedParameters().map { (ObjectIdentifier($0.tensor), $0.name) })
+    var pieces: [(name: String, start: Int, values: [Float])] = parameters.map {
+      ("model." + names[ObjectIdentifier($0)]!, 0, $0.storage)
+    }
+    for (kind, buffers) in optimizer.state {
+      pieces += parameters.map {
+        ("optimizer.\(kind)." + names[ObjectIdentifier($0)]!, 0, buffers[ObjectIdentifier($0)]!)
+      }
+    }
+    let kinds = ["model."] + (optimizer.stepCount > 0 ? optimizer.stateKinds.map { "optimizer.\($0)." } : [])
+    let whole = trainer.model.namedParameters()
+    (trainer.optimizer as! Adam<Float>).stepCount = optimizer.stepCount
+    try writeShardedCheckpoint(
+      trainer, to: path, pieces: pieces,
+      sharded: kinds.flatMap { kind in whole.map { (kind + $0.name, $0.tensor.shape) } }, group: communicator)
   }
 
   /// The first stage's table gradient for micro-batch `micro`, added as one process's backward adds it: the
