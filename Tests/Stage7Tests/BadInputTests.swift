@@ -48,7 +48,9 @@ enum BadValues {
       ("--warmup", ["-1", "1e12", "nan", "x"]), ("--eval-every", BadValues.count), ("--eval-batches", BadValues.count),
       ("--min-lr", BadValues.bounded), ("--sample-tokens", ["-1", "1e12", "nan", "x", "1000001"]),
       ("--ranks", BadValues.count + ["65"]), ("--zero", ["-1", "4", "1e12", "nan", "x"]),
-      ("--bucket-mb", BadValues.positive), ("--pp", BadValues.count + ["65"]), ("--microbatches", BadValues.count),
+      ("--bucket-mb", BadValues.positive), ("--pp", BadValues.count + ["65"]), ("--tp", BadValues.count + ["65"]),
+      ("--timeout", BadValues.positive), ("--dp", BadValues.count + ["65"]),
+      ("--microbatches", BadValues.count),
     ])
   static let sample = BadValues.cases(
     ["sample", "--checkpoint", "/nonexistent.safetensors"],

@@ -167,6 +167,12 @@ import Testing
       #expect(tensors.keys.contains { $0.hasPrefix("model.") } == (zero < 3))
       #expect(metadata["shards"]?.split(separator: "\n").map(String.init) == (zero == 0 ? nil : shards))
     }
+    // Under MPI (2 processes): the same run, and it resumes a checkpoint the threads wrote.
+    let mpi = try Self.mpiexec(
+      2, model + common + ["--steps", "6", "--backend", "mpi", "--zero", "3", "--checkpoint", folder + "/mpi.st"])
+    #expect(
+      mpi.status == 0 && mpi.output.contains("ranks: 2 MPI processes, data parallel, ZeRO 3"), "\(mpi.errorOutput)")
+    #expect(evaluations(mpi) == evaluations(runs[0]))
     // Resumed to 9 steps: the same bits as 9 steps never stopped, on 2 ranks, at any ZeRO stage.
     let whole = try train(0, steps: 9, model)
     let wholeEvaluations = evaluations(whole)
@@ -177,6 +183,12 @@ import Testing
       let retraced = evaluations(resumed)
       #expect(!retraced.isEmpty && retraced == Array(wholeEvaluations.suffix(retraced.count)), "ZeRO \(zero)")
     }
+    let resumedOnMPI = try Self.mpiexec(
+      2,
+      ["train", "--resume", folder + "/z3.safetensors", "--backend", "mpi", "--zero", "3"] + common + ["--steps", "9"])
+    let retraced = evaluations(resumedOnMPI)
+    #expect(
+      !retraced.isEmpty && retraced == Array(wholeEvaluations.suffix(retraced.count)), "\(resumedOnMPI.errorOutput)")
     // ZeRO 3's 2 shards taken up by 4 ranks and by one process: the same run up to the order of the sums.
     for ranks in [4, 1] {
       let resumed = try train(3, ranks: ranks, steps: 9, ["train", "--resume", folder + "/z3.safetensors"])
@@ -212,13 +224,7 @@ import Testing
     let onePath = try train("one.st", ["--steps", "6", "--batch-size", "3", "--accumulation", "4"])
     let shapes = try readSafetensors(onePath).tensors.filter { $0.key.hasPrefix("model.") }.mapValues(\.shape)
     #expect(shapes.count == 2 + 2 * 6 + 1)  // the embeddings, each block's 6 (no biases), the final norm
-    /// The model's tensors in the checkpoint at `path`, put together from its shards if it has them.
-    func weights(_ path: String) throws -> [String: [Float]] {
-      let reader = try openCheckpoint(path, format: Trainer.checkpointFormat)
-      var tensors: [String: [Float]] = [:]
-      for (name, shape) in shapes { tensors[name] = try reader.floats(name, shape: shape) }
-      return tensors
-    }
+    func weights(_ path: String) throws -> [String: [Float]] { try Self.weights(path, shapes: shapes) }
     let one = try weights(onePath)
     let pipeline = try weights(
       try train("pp.st", ["--steps", "6", "--batch-size", "12", "--ranks", "2", "--pp", "2", "--microbatches", "4"]))
@@ -251,6 +257,59 @@ import Testing
       ["train", "--resume", folder + "/grid.st", "--steps", "9", "--data-dir", folder + "/data", "--plot-dir", folder]
         + ["--sample-tokens", "0"])
     #expect(alone.status == 0 && alone.output.contains("exact validation loss"), "\(alone.errorOutput)")
+  }
+
+  /// The model's tensors in the checkpoint at `path`, put together from its shards if it has them.
+  static func weights(_ path: String, shapes: [String: [Int]]) throws -> [String: [Float]] {
+    let reader = try openCheckpoint(path, format: Trainer.checkpointFormat)
+    var tensors: [String: [Float]] = [:]
+    for (name, shape) in shapes { tensors[name] = try reader.floats(name, shape: shape) }
+    return tensors
+  }
+
+  /// `train --tp 2`: the blocks' matrices and the vocabulary cut in two, each rank writing its slices of the
+  /// checkpoint. The same run as one process up to the order of the row-parallel sums; resumed on 2 ranks it
+  /// retraces the run never stopped bit for bit, and it resumes on one process and with data parallelism around.
+  @Test func trainWithTensorParallelismCutsTheCheckpointToo() throws {
+    let folder = temporaryDirectory("train-tensor")
+    let corpus = writeCorpus(String(shakespeareText.prefix(20_000)), in: folder)
+    let run = [
+      "train", "--corpus", corpus, "--data-dir", folder + "/data", "--plot-dir", folder, "--layers", "2", "--heads",
+      "2", "--width", "16", "--context", "16", "--eval-every", "3", "--eval-batches", "1", "--sample-tokens", "5",
+      "--lr", "0.01", "--min-lr", "0.01", "--warmup", "0",
+    ]
+    func train(_ more: [String], checkpoint: String) throws -> ToolRun {
+      let result = try runTool(Self.executable, run + more + ["--checkpoint", folder + "/" + checkpoint])
+      #expect(result.status == 0, "\(result.errorOutput)")
+      return result
+    }
+    func exact(_ run: ToolRun) -> String? {
+      run.output.split(separator: "\n").first { $0.hasPrefix("exact") }.map(String.init)
+    }
+    let one = try train(["--steps", "6"], checkpoint: "one.st")
+    let cut = try train(["--steps", "6", "--ranks", "2", "--tp", "2"], checkpoint: "tp.st")
+    #expect(cut.output.contains("ranks: 2 threads, tensor parallel on 2 ranks (1 head each)"))
+    #expect(exact(cut) != nil && exact(cut) == exact(one))
+    let files = try FileManager.default.contentsOfDirectory(atPath: folder)
+    #expect(files.filter { $0.hasPrefix("tp.st.step6-") }.count == 2, "\(files)")
+    let shapes = try readSafetensors(folder + "/one.st").tensors.filter { $0.key.hasPrefix("model.") }
+      .mapValues(\.shape)
+    let nine = try train(["--steps", "9", "--ranks", "2", "--tp", "2"], checkpoint: "nine.st")
+    #expect(nine.output.contains("at step 9)"))
+    let resumed = try runTool(
+      Self.executable,
+      ["train", "--resume", folder + "/tp.st", "--steps", "9", "--ranks", "2", "--tp", "2", "--checkpoint"]
+        + [folder + "/tp.st", "--data-dir", folder + "/data", "--plot-dir", folder, "--sample-tokens", "0"])
+    #expect(resumed.output.contains("at step 9)"), "\(resumed.errorOutput)")
+    let same = try Self.weights(folder + "/tp.st", shapes: shapes) == Self.weights(folder + "/nine.st", shapes: shapes)
+    #expect(same)
+    for layout in [["--ranks", "1"], ["--dp", "2", "--tp", "2"]] {
+      let more = try runTool(
+        Self.executable,
+        ["train", "--resume", folder + "/nine.st", "--steps", "12", "--data-dir", folder + "/data", "--plot-dir"]
+          + [folder, "--sample-tokens", "0"] + layout)
+      #expect(more.status == 0 && exact(more) != nil, "\(layout): \(more.errorOutput)")
+    }
   }
 
   /// A sharded checkpoint whose shards are missing, or of another save, is refused with one line naming the file.
@@ -289,7 +348,7 @@ import Testing
     #expect(restored.status == 0, "\(restored.errorOutput)")
   }
 
-  @Test func pipelineLayoutsThatDoNotFitAreRefused() throws {
+  @Test func layoutsThatDoNotFitAreRefused() throws {
     for (arguments, message) in [
       (["--pp", "2"], "--ranks 1 is not a multiple of --pp 2: each copy of the pipeline has 2 ranks"),
       (["--ranks", "2", "--pp", "2", "--layers", "1"], "--pp 2 needs --layers at least 2 (a block per stage)"),
@@ -297,6 +356,15 @@ import Testing
       (
         ["--ranks", "2", "--pp", "2", "--dropout", "0.1"], "--pp needs --dropout 0: the pipeline's stages draw no masks"
       ),
+      (
+        ["--ranks", "4", "--tp", "2", "--pp", "2"],
+        "--tp with --pp: tensor x pipeline parallelism is not built; use one"
+      ),
+      (["--ranks", "3", "--tp", "2"], "--ranks 3 is not a multiple of --tp 2: each copy of the cut model has 2 ranks"),
+      (["--ranks", "3", "--tp", "3"], "--tp 3 does not divide --heads 4: each rank must hold whole heads"),
+      (["--ranks", "2", "--tp", "2", "--zero", "2"], "--zero 2 with --tp: ZeRO runs with data parallelism only"),
+      (["--ranks", "3", "--dp", "2", "--tp", "2"], "--dp 2 x --tp 2 x --pp 1 is 4 ranks, but --ranks is 3"),
+      (["--dp", "5", "--tp", "2"], "--batch-size 12 does not divide among 5 copies of the cut model"),
       (
         ["--ranks", "2", "--pp", "2", "--accumulation", "2"],
         "--accumulation 2 with --pp: the pipeline's micro-batches are its accumulation"

@@ -56,8 +56,14 @@ struct TrainCommand: ResumableCommand {
   var sampleTokens = 500
   @OptionGroup var kernelOptions: KernelOptions
   @Option(
-    parsing: .unconditional, help: "Data-parallel ranks (threads of this process, each with its share of the batch).")
-  var ranks = 1
+    name: .customLong("ranks"), parsing: .unconditional,
+    help: "Ranks: threads of this process, data-parallel unless --tp or --pp cut the model (--dp x --tp x --pp).")
+  var ranksGiven = 1
+  /// The ranks: --ranks, or --dp x --tp x --pp when only those are given (under MPI, mpiexec's -n).
+  var ranks: Int {
+    get { ranksGiven == 1 && dp != nil ? dp! * tp * pp : ranksGiven }
+    set { ranksGiven = newValue }
+  }
   @Option(
     parsing: .unconditional,
     help: "ZeRO stage with --ranks: 0 (DDP), 1 (optimizer state sharded), 2 (gradients too), 3 (weights too).")
@@ -67,6 +73,18 @@ struct TrainCommand: ResumableCommand {
     parsing: .unconditional,
     help: "Pipeline stages with --ranks (--ranks / --pp data-parallel copies of the pipeline; 1: no pipeline).")
   var pp = 1
+  @Option(
+    parsing: .unconditional,
+    help: "Data-parallel copies (with --tp and --pp: --ranks is their product, which --dp alone can set).")
+  var dp: Int?
+  @Option(help: "With --ranks: threads (ranks in this process) or mpi (this process is one rank of `mpiexec -n N`).")
+  var backend = Backend.threads
+  @Option(parsing: .unconditional, help: "Seconds a rank waits for another before it stops the run.")
+  var timeout = 300.0
+  @Option(
+    parsing: .unconditional,
+    help: "Tensor-parallel ranks with --ranks (--ranks / --tp data-parallel copies of the cut model; 1: none).")
+  var tp = 1
   @Option(parsing: .unconditional, help: "Micro-batches of each copy's share of a batch, with --pp.")
   var microbatches = 4
   @Option(parsing: .unconditional, help: "The pipeline's schedule with --pp: gpipe or 1f1b.")
@@ -88,12 +106,35 @@ struct TrainCommand: ResumableCommand {
     try Check.count(evalEvery, "--eval-every", in: 1...10_000_000)
     try Check.count(evalBatches, "--eval-batches", in: 1...100_000)
     try Check.count(sampleTokens, "--sample-tokens", in: 0...1_000_000)
-    try Check.count(ranks, "--ranks", in: 1...64)
+    // --dp, --tp and --pp first: with --dp and without --ranks, the ranks are their product.
+    try Check.count(pp, "--pp", in: 1...64)
+    try Check.count(tp, "--tp", in: 1...64)
+    if let dp { try Check.count(dp, "--dp", in: 1...64) }
+    try Check.count(ranksGiven, "--ranks", in: 1...64)
+    guard ranks <= 64 else { throw UserError("--dp x --tp x --pp is \(ranks) ranks; at most 64") }
     try Check.count(zero, "--zero", in: 0...3)
     try Check.number(bucketMb, "--bucket-mb", in: Bounds(0, 1024, includesLow: false))
-    try Check.count(pp, "--pp", in: 1...64)
     try Check.count(microbatches, "--microbatches", in: 1...100_000)
-    if pp > 1 {
+    if let dp {
+      guard dp * tp * pp == ranks else {
+        throw UserError("--dp \(dp) x --tp \(tp) x --pp \(pp) is \(dp * tp * pp) ranks, but --ranks is \(ranks)")
+      }
+    }
+    try Check.number(timeout, "--timeout", in: Bounds(0, 86_400, includesLow: false))
+    if tp > 1 {
+      guard pp == 1 else { throw UserError("--tp with --pp: tensor x pipeline parallelism is not built; use one") }
+      guard ranks % tp == 0 else {
+        throw UserError("--ranks \(ranks) is not a multiple of --tp \(tp): each copy of the cut model has \(tp) ranks")
+      }
+      guard heads % tp == 0 else {
+        throw UserError("--tp \(tp) does not divide --heads \(heads): each rank must hold whole heads")
+      }
+      guard zero == 0 else { throw UserError("--zero \(zero) with --tp: ZeRO runs with data parallelism only") }
+      guard dropout == 0 else { throw UserError("--tp needs --dropout 0: the cut blocks draw no masks") }
+      guard batchSize % (ranks / tp) == 0 else {
+        throw UserError("--batch-size \(batchSize) does not divide among \(ranks / tp) copies of the cut model")
+      }
+    } else if pp > 1 {
       guard ranks % pp == 0 else {
         throw UserError("--ranks \(ranks) is not a multiple of --pp \(pp): each copy of the pipeline has \(pp) ranks")
       }
@@ -156,6 +197,21 @@ struct TrainCommand: ResumableCommand {
   }
 
   func train(resuming saved: CheckpointReader?) throws {
+    if backend == .mpi {  // the ranks are mpiexec's processes, this one among them
+      let size = try MPICommunicator.world(timeout: timeout).size
+      guard size > 1 else {
+        throw UserError("--backend mpi: this process is a world of 1; start the ranks with mpiexec -n N")
+      }
+      if ranks != size {
+        guard ranks == 1 else {
+          throw UserError("--ranks \(ranks), but mpiexec started \(size) ranks: under MPI, mpiexec's -n decides")
+        }
+        var command = self
+        command.ranks = size
+        try command.validate()
+        return try command.train(resuming: saved)
+      }
+    }
     kernelOptions.apply()
     try prepareOutputDirectory(plotDir)
     try reserveLineChartFiles(name: Self.plotName, directory: plotDir)
@@ -176,7 +232,7 @@ struct TrainCommand: ResumableCommand {
         "the \(name) split of '\(corpus)' holds \(split.count) tokens, fewer than one window of --context "
           + "\(context) + 1; use a longer corpus or a smaller --context")
     }
-    if ranks > 1 {
+    if ranks > 1 || backend == .mpi {
       return try trainOnRanks(data: data, text: text, saved: saved, reused: reused, clock: clock)
     }
     let trainer = Trainer(config, tokenizer: data.tokenizer, train: data.train, val: data.val)
@@ -205,9 +261,10 @@ struct TrainCommand: ResumableCommand {
       """)
   }
 
-  /// Stage 7: the same run on --ranks thread ranks, data-parallel (with ZeRO) or as --pp pipeline stages (times
-  /// --ranks / --pp data-parallel copies). Rank 0 also evaluates, samples and reports, with the whole model
-  /// gathered from the others; every rank saves its part of the checkpoint, which resumes at any --ranks and --pp.
+  /// Stage 7: the same run on --ranks thread ranks: data-parallel (with ZeRO), cut by --tp tensor parallelism or
+  /// into --pp pipeline stages (either times --ranks / --tp or --pp data-parallel copies). Rank 0 also evaluates,
+  /// samples and reports, with the whole model gathered from the others; every rank saves its part of the
+  /// checkpoint, which resumes on any layout.
   func trainOnRanks(
     data: TokenizedCorpus, text: Corpus, saved: CheckpointReader?, reused: Bool, clock: Stopwatch
   ) throws {
@@ -215,7 +272,7 @@ struct TrainCommand: ResumableCommand {
     let command = self
     nonisolated(unsafe) let (data, saved) = (data, saved)
     let hash = text.hash
-    _ = try runOnThreads(ranks: ranks) { comm in
+    _ = try onRanks(backend, ranks: ranks, timeout: timeout) { comm in
       let (run, resumed) = try command.rankRun(comm, data: shared, saved: saved, corpusHash: hash)
       // After each evaluation rank 0 says whether it is a new best, and every rank saves its part.
       let save = { (best: Bool) in
@@ -236,7 +293,7 @@ struct TrainCommand: ResumableCommand {
         return
       }
       command.printHeader(run.trainer, data: data, reused: reused)
-      print("ranks: \(comm.size) threads, \(run.layout)")
+      print("ranks: \(comm.size) \(comm.backend == "mpi" ? "MPI processes" : "threads"), \(run.layout)")
       for line in resumed { print(line) }
       let firstStep = run.trainer.step
       let savedAt = try command.trainLoop(
@@ -264,7 +321,7 @@ struct TrainCommand: ResumableCommand {
     _ comm: any Communicator, data: SharedData, saved: CheckpointReader?, corpusHash: String
   ) throws -> (RankRun, [String]) {
     let config = self.config
-    guard pp > 1 else {
+    guard pp > 1 || tp > 1 else {
       let zero = ZeroStage(rawValue: zero)!
       let options = DataParallelOptions(zero: zero, bucketBytes: Int(bucketMb * 1_048_576))
       let run = try DataParallelTrainer(config, data: data, communicator: comm, options: options)
@@ -276,6 +333,25 @@ struct TrainCommand: ResumableCommand {
         RankRun(
           trainer: run.trainer, step: run.runStep, gather: run.parallel.gatherParameters, save: run.saveCheckpoint,
           layout: "data parallel, ZeRO \(zero.rawValue), \(config.batchSize / comm.size) windows each"),
+        resumed
+      )
+    }
+    if tp > 1 {
+      // Rank copy x tp + t holds slice t of data-parallel copy `copy`.
+      let copies = ranks / tp
+      let (copy, t) = comm.rank.quotientAndRemainder(dividingBy: tp)
+      let tensor = try comm.split(color: copy, key: t)
+      let dataGroup = copies > 1 ? try comm.split(color: t, key: copy) : nil
+      let run = try TensorParallelTrainer(config, data: data, tensor: tensor, data: dataGroup)
+      run.trainer.corpusHash = corpusHash
+      let resumed = try Self.oneAtATime.withLock { try restore(run.trainer, from: saved, steps: steps) }
+      run.adoptTrainerState()
+      return (
+        RankRun(
+          trainer: run.trainer, step: run.runStep, gather: { if copy == 0 { try run.gatherModel() } },
+          save: { if copy == 0 { try run.saveCheckpoint(to: $0) } },
+          layout: "tensor parallel on \(tp) ranks (\(config.heads / tp) head\(config.heads / tp == 1 ? "" : "s") each)"
+            + (copies > 1 ? " x \(copies) data-parallel copies, \(config.batchSize / copies) windows each" : "")),
         resumed
       )
     }

@@ -270,6 +270,9 @@ public final class TensorParallelTrainer {
   /// Across the copies (nil without data parallelism).
   public let dataParallel: DataParallel?
   public internal(set) var step = 0
+  /// The whole model's trainer, whose slices this rank trains: its sampler and step are this rank's, and `train`
+  /// evaluates, samples and checkpoints with it (on rank 0, after `gatherModel`).
+  public let trainer: Trainer
 
   /// Every rank builds the whole model from the seed (as one process would) and keeps its share of it.
   public init(
@@ -288,6 +291,7 @@ public final class TensorParallelTrainer {
       decoupledWeightDecay: true)
     sampler = whole.sampler
     schedule = whole.schedule
+    trainer = whole
     if let dataGroup {
       let parallel = try DataParallel(parameters: model.parameters(), optimizer: optimizer, communicator: dataGroup)
       let model = self.model
@@ -329,8 +333,154 @@ public final class TensorParallelTrainer {
       optimizer.zeroGrad()
     }
     step += 1
+    trainer.step = step
     let mean = total / Double(accumulation)
     guard let dataParallel else { return mean }
     return try dataParallel.communicator.gather(mean).reduce(0, +) / Double(copies)
+  }
+}
+
+// MARK: - The whole model and the slices
+
+/// Where one of a rank's tensors comes from in the whole model: the whole tensor, and for each local element the
+/// whole's flat index (-1: a padded row of the vocabulary); `index` nil: the whole tensor, the same on every rank.
+public struct TensorParallelPiece {
+  public let whole: Tensor<Float>
+  public let index: [Int]?
+
+  /// The local values of `values` (the whole tensor's, or a buffer of its shape such as Adam's moments).
+  func slice(_ values: [Float]) -> [Float] { index.map { $0.map { $0 < 0 ? 0 : values[$0] } } ?? values }
+}
+
+extension TensorParallelGPT {
+  /// Rank `r` of `n`'s tensors, in the order of `slices`, and where each comes from in `model`: the cuts the
+  /// initialiser makes, written as index maps, so that a rank's slices go back into the whole model (to evaluate
+  /// and save it) and come out of it again (to resume).
+  static func pieces(of model: GPT<Float>, rank r: Int, ranks n: Int) -> [TensorParallelPiece] {
+    let c = model.config.width
+    let (local, hidden) = (c / n, 4 * c / n)
+    func rows(_ t: Tensor<Float>, _ ranges: [Range<Int>]) -> TensorParallelPiece {
+      let width = t.count / t.shape[0]
+      return .init(whole: t, index: ranges.flatMap { ($0.lowerBound * width)..<($0.upperBound * width) })
+    }
+    func columns(_ t: Tensor<Float>, _ range: Range<Int>) -> TensorParallelPiece {
+      let width = t.shape[1]
+      return .init(
+        whole: t,
+        index: (0..<t.shape[0]).flatMap { (($0 * width) + range.lowerBound)..<($0 * width + range.upperBound) })
+    }
+    func whole(_ t: Tensor<Float>?) -> [TensorParallelPiece] { t.map { [.init(whole: $0, index: nil)] } ?? [] }
+    let vocabulary = model.config.vocabulary
+    let rowsPerRank = (vocabulary + n - 1) / n
+    let start = r * rowsPerRank
+    let table = TensorParallelPiece(
+      whole: model.tokenEmbedding.weight,
+      index: (0..<(rowsPerRank * c)).map { i in start + i / c < vocabulary ? start * c + i : -1 })
+    var pieces = [table] + whole(model.positionEmbedding?.weight)
+    let mine = (r * local)..<((r + 1) * local)
+    let qkvRows = (0..<3).map { part in (part * c + mine.lowerBound)..<(part * c + mine.upperBound) }
+    let hiddenRange = (r * hidden)..<((r + 1) * hidden)
+    for block in model.blocks {
+      let attention = block.attention
+      pieces += whole(block.norm1.gamma) + whole(block.norm1.beta)
+      pieces += [rows(attention.qkv.weight, qkvRows)] + (attention.qkv.bias.map { [rows($0, qkvRows)] } ?? [])
+      pieces += [columns(attention.projection.weight, mine)] + whole(attention.projection.bias)
+      pieces += whole(block.norm2.gamma) + whole(block.norm2.beta)
+      pieces += [rows(block.expand.weight, [hiddenRange])] + (block.expand.bias.map { [rows($0, [hiddenRange])] } ?? [])
+      pieces += [columns(block.contract.weight, hiddenRange)] + whole(block.contract.bias)
+    }
+    return pieces + whole(model.finalNorm.gamma) + whole(model.finalNorm.beta)
+  }
+
+  /// This rank's tensors in the order of `pieces`.
+  public var slices: [Tensor<Float>] {
+    var tensors = [tokenEmbedding, positionEmbedding]
+    for b in blocks {
+      tensors += [b.norm1.gamma, b.norm1.beta, b.qkv.weight, b.qkv.bias, b.projection.weight, b.projectionBias]
+        .compactMap { $0 }
+      tensors += [b.norm2.gamma, b.norm2.beta, b.expand.weight, b.expand.bias, b.contract.weight, b.contractBias]
+        .compactMap { $0 }
+    }
+    return tensors + [finalNorm.gamma, finalNorm.beta].compactMap { $0 }
+  }
+}
+
+extension TensorParallelTrainer {
+  var group: TensorParallelGroup { model.group }
+
+  /// Takes up the state a checkpoint restored into `trainer` (the whole model's): this rank's slices of the
+  /// weights and of Adam's moments, and the step.
+  public func adoptTrainerState() {
+    let whole = trainer.optimizer as! Adam<Float>
+    let pieces = TensorParallelGPT.pieces(of: trainer.model, rank: group.rank, ranks: group.size)
+    for (tensor, piece) in zip(model.slices, pieces) {
+      tensor.storage = piece.slice(piece.whole.storage)
+      for (kind, buffers) in whole.state {
+        if let values = buffers[ObjectIdentifier(piece.whole)] {
+          optimizer.state[kind, default: [:]][ObjectIdentifier(tensor)] = piece.slice(values)
+        }
+      }
+    }
+    whole.state = [:]
+    optimizer.stepCount = whole.stepCount
+    step = trainer.step
+  }
+
+  /// The ranks' slices put back together in `trainer`'s model at the tensor group's rank 0. Every rank of the
+  /// group calls it.
+  public func gatherModel() throws {
+    guard let all = try group.communicator.gatherArrays(model.slices.flatMap(\.storage)) else { return }
+    for (r, values) in all.enumerated() {
+      var offset = 0
+      for piece in TensorParallelGPT.pieces(of: trainer.model, rank: r, ranks: group.size) {
+        let count = piece.index?.count ?? piece.whole.count
+        if let index = piece.index {
+          for (i, at) in index.enumerated() where at >= 0 { piece.whole.storage[at] = values[offset + i] }
+        } else if r == 0 {
+          piece.whole.storage = Array(values[offset..<(offset + count)])
+        }
+        offset += count
+      }
+    }
+  }
+
+  /// Saves the run to the checkpoint `path` in shards, one per rank of the tensor group: its slices of the
+  /// weights and of Adam's moments, as runs of the whole tensors' elements (the tensors every rank holds whole,
+  /// rank 0's); rank 0 also writes the rest. Every rank of the group calls it.
+  public func saveCheckpoint(to path: String) throws {
+    let names = Dictionary(
+      uniqueKeysWithValues: trainer.model.namedParameters().map { (ObjectIdentifier($0.tensor), $0.name) })
+    let pieces = TensorParallelGPT.pieces(of: trainer.model, rank: group.rank, ranks: group.size)
+    var written: [(name: String, start: Int, values: [Float])] = []
+    func write(_ name: String, _ piece: TensorParallelPiece, _ values: [Float]) {
+      guard let index = piece.index else {
+        if group.rank == 0 { written.append((name, 0, values)) }
+        return
+      }
+      var i = 0
+      while i < index.count {  // runs of consecutive elements, padding left out
+        guard index[i] >= 0 else {
+          i += 1
+          continue
+        }
+        var end = i + 1
+        while end < index.count && index[end] == index[end - 1] + 1 { end += 1 }
+        written.append((name, index[i], Array(values[i..<end])))
+        i = end
+      }
+    }
+    let kinds = optimizer.stepCount > 0 ? optimizer.stateKinds : []
+    for (tensor, piece) in zip(model.slices, pieces) {
+      let name = names[ObjectIdentifier(piece.whole)]!
+      write("model." + name, piece, tensor.storage)
+      for kind in kinds { write("optimizer.\(kind)." + name, piece, optimizer.state[kind]![ObjectIdentifier(tensor)]!) }
+    }
+    let prefixes = ["model."] + kinds.map { "optimizer.\($0)." }
+    let whole = trainer.model.namedParameters()
+    (trainer.optimizer as! Adam<Float>).stepCount = optimizer.stepCount
+    try writeShardedCheckpoint(
+      trainer, to: path, pieces: written,
+      sharded: prefixes.flatMap { prefix in whole.map { (prefix + $0.name, $0.tensor.shape) } },
+      group: group.communicator)
   }
 }
