@@ -189,6 +189,17 @@ import Testing
     let retraced = evaluations(resumedOnMPI)
     #expect(
       !retraced.isEmpty && retraced == Array(wholeEvaluations.suffix(retraced.count)), "\(resumedOnMPI.errorOutput)")
+    // A run killed (SIGKILL, after the save at step 6) and resumed: the uninterrupted run's bits, ZeRO 3 and all.
+    let killed = try runTool(
+      "/usr/bin/env",
+      ["STAGE7_KILL_STEP=7", Self.executable] + model + common
+        + ["--steps", "9", "--ranks", "2", "--zero", "3", "--checkpoint", folder + "/killed.st"])
+    #expect(killed.status != 0 && evaluations(killed).count == 3, "\(killed.output)")
+    let revived = try train(
+      3, steps: 9, ["train", "--resume", folder + "/killed.st", "--checkpoint", folder + "/killed.st"])
+    #expect(
+      revived.status == 0 && !evaluations(revived).isEmpty
+        && evaluations(revived) == Array(wholeEvaluations.suffix(evaluations(revived).count)), "\(revived.output)")
     // ZeRO 3's 2 shards taken up by 4 ranks and by one process: the same run up to the order of the sums.
     for ranks in [4, 1] {
       let resumed = try train(3, ranks: ranks, steps: 9, ["train", "--resume", folder + "/z3.safetensors"])

@@ -282,8 +282,12 @@ struct TrainCommand: ResumableCommand {
         if flag[0] == 1 { try run.save(checkpoint) }
       }
       try run.gather()  // rank 0 evaluates before the first step
+      // For the test of a crash: STAGE7_KILL_STEP=s kills the process (every rank, on threads) as the last rank
+      // starts step s + 1, at whatever point rank 0 has reached.
+      let killStep = ProcessInfo.processInfo.environment["STAGE7_KILL_STEP"].flatMap(Int.init)
       guard comm.rank == 0 else {
         while run.trainer.step < command.steps {
+          if comm.rank == comm.size - 1 && run.trainer.step == killStep { kill(getpid(), SIGKILL) }
           _ = try run.step()
           if command.isEvaluationStep(run.trainer.step) {
             try run.gather()
