@@ -279,7 +279,10 @@ public final class PipelineStage {
     }
     for (kind, buffers) in optimizer.state {
       pieces += parameters.map {
-        ("optimizer.\(kind)." + names[ObjectIdentifier($0)]!, 0, buffers[ObjectIdentifier($0)]!)
+        (
+          "optimizer.\(kind)." + names[ObjectIdentifier($0)]!, 0,
+          buffers[ObjectIdentifier($0)] ?? Array(repeating: 0, count: $0.count)
+        )
       }
     }
     let kinds = ["model."] + (optimizer.stepCount > 0 ? optimizer.stateKinds.map { "optimizer.\($0)." } : [])

@@ -473,7 +473,10 @@ extension TensorParallelTrainer {
     for (tensor, piece) in zip(model.slices, pieces) {
       let name = names[ObjectIdentifier(piece.whole)]!
       write("model." + name, piece, tensor.storage)
-      for kind in kinds { write("optimizer.\(kind)." + name, piece, optimizer.state[kind]![ObjectIdentifier(tensor)]!) }
+      for kind in kinds {  // a parameter no step has reached yet has zeros, as Adam starts it
+        let values = optimizer.state[kind]?[ObjectIdentifier(tensor)] ?? Array(repeating: 0, count: tensor.count)
+        write("optimizer.\(kind)." + name, piece, values)
+      }
     }
     let prefixes = ["model."] + kinds.map { "optimizer.\($0)." }
     let whole = trainer.model.namedParameters()
