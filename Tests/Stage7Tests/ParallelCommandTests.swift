@@ -222,11 +222,7 @@ import Testing
     let corpus = writeCorpus(String(shakespeareText.prefix(20_000)), in: folder)
     // A constant learning rate: a run of 6 steps is the first 6 of a run of 9. An evaluation only at the end (the
     // estimate of one batch is noisier for a smaller --batch-size, and would choose another step to save).
-    let run = [
-      "train", "--corpus", corpus, "--data-dir", folder + "/data", "--plot-dir", folder, "--layers", "2", "--heads",
-      "2", "--width", "16", "--context", "16", "--eval-every", "6", "--eval-batches", "1", "--sample-tokens", "0",
-      "--lr", "0.01", "--min-lr", "0.01", "--warmup", "0",
-    ]
+    let run = Self.constantRateRun(corpus: corpus, folder: folder) + ["--eval-every", "6", "--sample-tokens", "0"]
     func train(_ name: String, _ more: [String]) throws -> String {
       let result = try runTool(Self.executable, run + more + ["--checkpoint", folder + "/" + name])
       #expect(result.status == 0 && result.output.contains("checkpoint (the best"), "\(result.errorOutput)")
@@ -270,6 +266,15 @@ import Testing
     #expect(alone.status == 0 && alone.output.contains("exact validation loss"), "\(alone.errorOutput)")
   }
 
+  /// A tiny `train` run with a constant learning rate (so that a run of 6 steps is the first 6 of a run of 9).
+  static func constantRateRun(corpus: String, folder: String) -> [String] {
+    [
+      "train", "--corpus", corpus, "--data-dir", folder + "/data", "--plot-dir", folder, "--layers", "2", "--heads",
+      "2", "--width", "16", "--context", "16", "--eval-batches", "1", "--lr", "0.01", "--min-lr", "0.01", "--warmup",
+      "0",
+    ]
+  }
+
   /// The model's tensors in the checkpoint at `path`, put together from its shards if it has them.
   static func weights(_ path: String, shapes: [String: [Int]]) throws -> [String: [Float]] {
     let reader = try openCheckpoint(path, format: Trainer.checkpointFormat)
@@ -284,11 +289,7 @@ import Testing
   @Test func trainWithTensorParallelismCutsTheCheckpointToo() throws {
     let folder = temporaryDirectory("train-tensor")
     let corpus = writeCorpus(String(shakespeareText.prefix(20_000)), in: folder)
-    let run = [
-      "train", "--corpus", corpus, "--data-dir", folder + "/data", "--plot-dir", folder, "--layers", "2", "--heads",
-      "2", "--width", "16", "--context", "16", "--eval-every", "3", "--eval-batches", "1", "--sample-tokens", "5",
-      "--lr", "0.01", "--min-lr", "0.01", "--warmup", "0",
-    ]
+    let run = Self.constantRateRun(corpus: corpus, folder: folder) + ["--eval-every", "3", "--sample-tokens", "5"]
     func train(_ more: [String], checkpoint: String) throws -> ToolRun {
       let result = try runTool(Self.executable, run + more + ["--checkpoint", folder + "/" + checkpoint])
       #expect(result.status == 0, "\(result.errorOutput)")
