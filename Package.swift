@@ -12,6 +12,7 @@ let stages = [
   "5-pretraining",
   "6-fine-tuning",
   "7-parallelism",
+  "8-mixed-precision",
 ]
 
 /// Release builds of a stage and of the kernels skip Swift's run-time exclusivity check on class properties: in the

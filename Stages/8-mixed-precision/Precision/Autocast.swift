@@ -1,0 +1,231 @@
+import Foundation
+
+/// Autocast, as PyTorch's `torch.autocast`: inside a scope, each op picks the format it computes and stores its
+/// result in by a policy, so that nobody rewrites the model.
+///
+/// - The products (linear, matmul, attention) cast their operands to the low format and accumulate in fp32, as a
+///   tensor core does (it multiplies 16-bit numbers and adds in fp32); their result is rounded to the low format.
+///   These are where the time goes and where 16 bits are safe: a dot product's error grows with the square root
+///   of its length, and fp32 accumulation keeps the sum itself exact enough.
+/// - Softmax, LayerNorm, the losses and the reductions run in fp32 and give fp32: they subtract nearly equal
+///   numbers, sum long rows, or take exp and log, where 8 fraction bits lose too much.
+/// - Everything else (GELU, sums of tensors, reshapes) runs in the widest format of its inputs: a bf16 tensor plus
+///   a bf16 tensor stays bf16, plus an fp32 one becomes fp32. A plain number (a tensor of one element that is a
+///   constant) does not widen, as a Python scalar does not in PyTorch.
+///
+/// Backward needs no scope: a tensor keeps its format, and its gradient is stored in that format too (rounded
+/// after every addition, Autograd/Engine.swift). A product's gradients for its inputs are rounded to the low format
+/// first, because they are the gradients of its casts, which PyTorch's graph holds as separate low-format nodes.
+public final class Autocast: @unchecked Sendable {
+  /// The format the products cast to and store in.
+  public let format: NumberFormat
+  /// fp8 (Transformer Engine's recipe): the linear layers' operands in E4M3 forward and E5M2 backward, each with
+  /// a per-tensor scale; everything else as under `format` (bf16). Nil: no fp8.
+  public let fp8: FP8Recipe?
+  /// (op, format) of every result made in the scope, in order, while `recording` (for the policy's test).
+  private var log: [(op: String, format: NumberFormat)]?
+  private let lock = NSLock()
+
+  /// The scope the current thread is in (a task-local: nested scopes restore it, threads do not share it).
+  @TaskLocal public static var current: Autocast?
+
+  public init(_ format: NumberFormat, fp8: FP8Recipe? = nil, recording: Bool = false) {
+    precondition(format != .fp32, "Autocast: fp32 is no autocast; run outside a scope")
+    self.format = format
+    self.fp8 = fp8
+    log = recording ? [] : nil
+  }
+
+  /// The ops that cast their operands to the low format and store their result in it.
+  public static let lowPrecisionOps: Set = ["linear", "matmul", "attention"]
+  /// The ops that compute in fp32 and give fp32, whatever their inputs.
+  public static let fp32Ops: Set = [
+    "softmax", "logSoftmax", "layerNorm", "crossEntropy", "vocabParallelCrossEntropy", "bce", "sum", "mean", "max",
+  ]
+  /// Ops that only move or pick elements: their result holds values of their inputs' format already.
+  static let movingOps: Set = [
+    "reshape", "permute", "slice", "split", "concatenate", "gatherRows", "gather", "maskedFill", "where", "f", "g",
+  ]
+
+  /// The format an op's result is stored in, by the policy; rounds `storage` to it.
+  func storeResult<Scalar: TensorScalar>(
+    of op: String, parents: [Tensor<Scalar>], _ storage: inout [Scalar]
+  )
+    -> NumberFormat
+  {
+    let result: NumberFormat
+    if Self.lowPrecisionOps.contains(op) {
+      result = format
+    } else if Self.fp32Ops.contains(op) {
+      result = .fp32
+    } else {
+      // The widest of the inputs', leaving out constant plain numbers. Two different low formats meet in fp32.
+      let formats = Set(parents.filter { !($0.count == 1 && $0.isLeaf && !$0.requiresGrad) }.map(\.format))
+      result = formats.count == 1 ? formats.first! : .fp32
+    }
+    if result != .fp32 && !Self.movingOps.contains(op) { roundElements(&storage, to: result) }
+    if log != nil {
+      lock.lock()
+      log?.append((op, result))
+      lock.unlock()
+    }
+    return result
+  }
+
+  /// What ran in which format while `recording`.
+  public var recorded: [(op: String, format: NumberFormat)] {
+    lock.lock()
+    defer { lock.unlock() }
+    return log ?? []
+  }
+
+  /// The low format for a product made now: nil outside a scope.
+  static var productFormat: NumberFormat? { current?.format }
+}
+
+/// Runs `body` under autocast to `format` (PyTorch's `with torch.autocast("cpu", dtype=torch.bfloat16):`).
+/// fp32 runs `body` as it is.
+public func autocast<R>(_ format: NumberFormat, fp8: FP8Recipe? = nil, _ body: () throws -> R) rethrows -> R {
+  guard format != .fp32 else { return try body() }
+  return try Autocast.$current.withValue(Autocast(format, fp8: fp8), operation: body)
+}
+
+// MARK: - Rounding tensors' elements and gradients
+
+/// Rounds Float or Double elements to `format` (a Double goes through Float: every format here is narrower).
+func roundElements<Scalar: TensorScalar>(_ values: inout [Scalar], to format: NumberFormat) {
+  guard format != .fp32 else { return }
+  values.withUnsafeMutableBufferPointer { roundElements($0, to: format, census: nil) }
+}
+
+/// Rounds in place; with a census, counts what the rounding lost.
+func roundElements<Scalar: TensorScalar>(
+  _ values: UnsafeMutableBufferPointer<Scalar>, to format: NumberFormat, census: GradientCensus?
+) {
+  if Scalar.self == Float.self {
+    values.withMemoryRebound(to: Float.self) { floats in
+      if let census { census.count(floats, format) } else { format.round(floats) }
+    }
+  } else {
+    var floats = values.map { Float($0) }
+    floats.withUnsafeMutableBufferPointer { floats in
+      if let census { census.count(floats, format) } else { format.round(floats) }
+    }
+    for i in values.indices { values[i] = Scalar(floats[i]) }
+  }
+}
+
+extension Tensor {
+  /// Rounds the gradient to `format`, counting into the census of the step when there is one.
+  func roundGradient(to format: NumberFormat) {
+    gradStorage!.withUnsafeMutableBufferPointer { roundElements($0, to: format, census: GradientCensus.current) }
+  }
+
+  /// The elements a product computes with under autocast to `low`: this tensor's, rounded to `low` unless they
+  /// are stored in it already (a parameter's working copy, another product's result). Nil `low`: as they are.
+  func cast(to low: NumberFormat?) -> [Scalar] {
+    guard let low, low != format else { return storage }
+    var copy = storage
+    roundElements(&copy, to: low)
+    return copy
+  }
+
+  /// Adds a product's gradient for this input: into the gradient directly outside autocast (`body` adds to what
+  /// is there), or, under autocast to `low`, made on its own from zeros, rounded to `low` (it is the gradient of
+  /// the input's low-format cast) and then added.
+  func addProductGradient(_ low: NumberFormat?, _ body: (UnsafeMutableBufferPointer<Scalar>) -> Void) {
+    guard requiresGrad else { return }
+    guard let low else { return addToGrad(body) }
+    var contribution = [Scalar](repeating: 0, count: count)
+    contribution.withUnsafeMutableBufferPointer { c in
+      body(c)
+      roundElements(c, to: low, census: GradientCensus.current)
+    }
+    accumulateGrad(contribution)
+  }
+}
+
+// MARK: - The gradient census
+
+/// What storing gradients in a low format loses, counted over every gradient element rounded during a step:
+/// how many were not zero before, how many of those became zero (underflow) or subnormal (kept, with fewer
+/// bits), and how many finite ones overflowed to infinity (or, in E4M3, saturated). Loss scaling exists to move
+/// the first two into the normal range without causing the third.
+public final class GradientCensus: @unchecked Sendable {
+  public private(set) var elements = 0
+  public private(set) var nonzero = 0
+  public private(set) var underflow = 0
+  public private(set) var subnormal = 0
+  public private(set) var overflow = 0
+  private let lock = NSLock()
+
+  /// The census backward counts into (set around a step's backward passes; the ranks' threads share it).
+  nonisolated(unsafe) public static var current: GradientCensus?
+
+  public init() {}
+
+  /// Rounds `values` to `format` and counts.
+  func count(_ values: UnsafeMutableBufferPointer<Float>, _ format: NumberFormat) {
+    let counts: Counts
+    switch format {
+    case .fp32: return
+    case .bf16: counts = Self.tally(values, format) { BFloat16.rounded($0) }
+    case .fp16: counts = Self.tally(values, format) { Float(Float16($0)) }
+    case .e4m3: counts = Self.tally(values, format) { FP8.roundE4M3($0) }
+    case .e5m2: counts = Self.tally(values, format) { FP8.roundE5M2($0) }
+    }
+    lock.lock()
+    elements += values.count
+    nonzero += counts.nonzero
+    underflow += counts.underflow
+    subnormal += counts.subnormal
+    overflow += counts.overflow
+    lock.unlock()
+  }
+
+  typealias Counts = (nonzero: Int, underflow: Int, subnormal: Int, overflow: Int)
+
+  /// The rounding loop with its counts, in SIMD lanes: each test is a comparison of bit patterns that gives 0 or
+  /// 1 (a `&&` would branch), summed in 32-bit lanes a block at a time. Overflow counts finite values that became
+  /// infinite (E4M3, which saturates instead, is never a gradient's format here).
+  @inline(__always)
+  static func tally(
+    _ values: UnsafeMutableBufferPointer<Float>, _ format: NumberFormat, _ round: (Float) -> Float
+  ) -> Counts {
+    let smallest = format.smallestNormal.bitPattern
+    let infinity = Float.infinity.bitPattern
+    var totals: Counts = (0, 0, 0, 0)
+    for start in stride(from: 0, to: values.count, by: 1 << 16) {
+      var (nonzero, underflow, subnormal, overflow): (UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0)
+      for i in start..<min(start + (1 << 16), values.count) {
+        let before = values[i]
+        let after = round(before)
+        values[i] = after
+        let (b, a) = (before.bitPattern & 0x7FFF_FFFF, after.bitPattern & 0x7FFF_FFFF)
+        let counted: UInt32 = b &- 1 < infinity ? 1 : 0  // not zero, not NaN
+        nonzero &+= counted
+        underflow &+= counted & (a == 0 ? 1 : 0)
+        subnormal &+= a &- 1 < smallest &- 1 ? 1 : 0
+        overflow &+= (b < infinity ? 1 : 0) & (a == infinity ? 1 : 0)
+      }
+      totals.nonzero += Int(nonzero)
+      totals.underflow += Int(underflow)
+      totals.subnormal += Int(subnormal)
+      totals.overflow += Int(overflow)
+    }
+    return totals
+  }
+
+  /// Shares of the non-zero elements (0 when there were none).
+  public var underflowShare: Double { nonzero == 0 ? 0 : Double(underflow) / Double(nonzero) }
+  public var subnormalShare: Double { nonzero == 0 ? 0 : Double(subnormal) / Double(nonzero) }
+  public var overflowShare: Double { nonzero == 0 ? 0 : Double(overflow) / Double(nonzero) }
+
+  /// Runs `body` with this census as the current one.
+  public func counting<R>(_ body: () throws -> R) rethrows -> R {
+    let previous = GradientCensus.current
+    GradientCensus.current = self
+    defer { GradientCensus.current = previous }
+    return try body()
+  }
+}

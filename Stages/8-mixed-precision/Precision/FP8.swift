@@ -1,0 +1,95 @@
+import Foundation
+
+/// fp8 training as NVIDIA's Transformer Engine does it: the linear layers' products take their operands in 8
+/// bits, E4M3 for the forward's inputs and weights (more precision) and E5M2 for the gradient flowing back (more
+/// range), and everything else runs as under bf16 autocast.
+///
+/// Eight bits cannot hold a tensor as it comes: E4M3 spans 2^-9 to 448, and a layer's weights (about 0.02) would
+/// sit among its few subnormals. So each tensor is multiplied by a scale before the cast and divided by it after:
+/// x -> round(x * s) / s, with s chosen so that the largest magnitude lands near the format's largest value.
+/// Finding that magnitude (amax) costs a pass over the tensor before the cast can start; delayed scaling takes s
+/// from the amax of the same tensor in the last `historyLength` uses instead (s = largest / max(history) / 2^margin),
+/// then records this use's amax. A tensor that suddenly grows past the history saturates at the format's largest
+/// value until the history catches up; that is the recipe's bet, and usually a good one. (The cast saturates in
+/// E5M2 too, although the format has an infinity: one infinite gradient would make the update NaN.)
+public final class FP8Recipe: @unchecked Sendable {
+  /// Which operand of a linear layer a scale belongs to.
+  public enum Role: Int, Sendable {
+    case input, weight, outputGradient
+
+    var format: NumberFormat { self == .outputGradient ? .e5m2 : .e4m3 }
+  }
+
+  /// One operand's scale and the amaxes it comes from.
+  public struct Scaling: Sendable {
+    public internal(set) var history: [Float] = []
+    /// What the next use multiplies by: 1 before the first.
+    public internal(set) var scale: Float = 1
+  }
+
+  public let historyLength: Int
+  /// Powers of two of headroom below the format's largest value.
+  public let margin: Int
+  private var scalings: [Key: Scaling] = [:]
+  private let lock = NSLock()
+
+  struct Key: Hashable {
+    let weight: ObjectIdentifier
+    let role: Role
+  }
+
+  public init(historyLength: Int = 16, margin: Int = 0) {
+    precondition(historyLength >= 1 && margin >= 0, "FP8Recipe: history \(historyLength), margin \(margin)")
+    self.historyLength = historyLength
+    self.margin = margin
+  }
+
+  /// The scale state of one operand of the layer whose weight is `weight`.
+  public func scaling<Scalar>(_ role: Role, of weight: Tensor<Scalar>) -> Scaling {
+    lock.lock()
+    defer { lock.unlock() }
+    return scalings[Key(weight: ObjectIdentifier(weight), role: role)] ?? Scaling()
+  }
+
+  /// `values` as the product sees them: each scaled by the operand's current scale, rounded to its fp8 format,
+  /// and scaled back. With `update`, this use's amax joins the history and the scale is recomputed for the next.
+  func quantize<Scalar: TensorScalar>(
+    _ values: [Scalar], role: Role, of weight: Tensor<Scalar>, update: Bool
+  )
+    -> [Scalar]
+  {
+    let key = Key(weight: ObjectIdentifier(weight), role: role)
+    lock.lock()
+    let scale = scalings[key]?.scale ?? 1
+    lock.unlock()
+    let format = role.format
+    let largest = format.largest
+    var amax: Float = 0
+    // The cast saturates in both formats, as Transformer Engine's does: E5M2's infinity would poison the update.
+    let result = values.map { x -> Scalar in
+      let value = Float(x)
+      amax = max(amax, value.isFinite ? value.magnitude : amax)
+      return Scalar(format.round(min(max(value * scale, -largest), largest)) / scale)
+    }
+    if update {
+      lock.lock()
+      var state = scalings[key] ?? Scaling()
+      state.history.append(amax)
+      if state.history.count > historyLength { state.history.removeFirst() }
+      let next = format.largest / (state.history.max() ?? 0) / Float(sign: .plus, exponent: margin, significand: 1)
+      if next.isFinite && next > 0 { state.scale = next }
+      scalings[key] = state
+      lock.unlock()
+    }
+    return result
+  }
+
+  /// Every operand's scale, for checkpoints: layer index (in the order of `weights`) x role.
+  func snapshot<Scalar>(_ weights: [Tensor<Scalar>]) -> [Scaling] {
+    lock.lock()
+    defer { lock.unlock() }
+    return weights.flatMap { w in
+      [Role.input, .weight, .outputGradient].map { scalings[Key(weight: ObjectIdentifier(w), role: $0)] ?? Scaling() }
+    }
+  }
+}
