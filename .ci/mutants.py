@@ -34,6 +34,7 @@ TIMEOUT = 900  # seconds for one mutant's tests; longer counts as killed (a hang
 
 S1, S2, S3, S4 = "Stages/1-scalar-autograd", "Stages/2-tensor-autograd", "Stages/3-layers-optimizers", "Stages/4-transformer"
 S5 = "Stages/5-pretraining"
+S8 = "Stages/8-mixed-precision"
 K = "Shared/Kernels"
 
 
@@ -379,6 +380,35 @@ MUTATIONS = [
              "if let cached = caches?.first?.count {",
              "decoding with the cache past the context", "Stage5Tests\\.CommandLineTests/trainWrites"),
 
+    # --- Stage 8: number formats, autocast, the loss scaler, master weights ---
+    Mutation("s8-bf16-truncates", f"{S8}/Precision/Formats.swift",
+             "let even = (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) & 0xFFFF_0000", "let even = bits & 0xFFFF_0000",
+             "bf16 by truncation instead of rounding", fast(8, "FormatTests", "AutocastTests")),
+    Mutation("s8-bf16-ties-away", f"{S8}/Precision/Formats.swift",
+             "bitPattern = UInt16(truncatingIfNeeded: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)",
+             "bitPattern = UInt16(truncatingIfNeeded: (bits &+ 0x8000) >> 16)",
+             "bf16 ties rounded away from zero", fast(8, "FormatTests")),
+    Mutation("s8-e4m3-overflows", f"{S8}/Precision/Formats.swift",
+             "largest: 448, overflow: 448)", "largest: 448, overflow: .infinity)",
+             "E4M3 overflows to infinity instead of saturating", fast(8, "FormatTests")),
+    Mutation("s8-scaler-no-backoff", f"{S8}/Precision/GradScaler.swift",
+             "scale *= backoffFactor", "scale *= 1",
+             "the scale never backs off", fast(8, "GradScalerTests", "MixedPrecisionTests")),
+    Mutation("s8-unscale-twice", f"{S8}/Precision/GradScaler.swift",
+             "if !unscaled { unscale(parameters) }", "unscaled = false; unscale(parameters)",
+             "step unscales again after unscale", fast(8, "GradScalerTests")),
+    Mutation("s8-stale-working-copy", f"{S8}/Precision/MixedPrecision.swift",
+             "p.storage = format.rounded(masters[ObjectIdentifier(p)]!)", "_ = p",
+             "the working copy is not refreshed from the masters", fast(8, "MixedPrecisionTests")),
+    Mutation("s8-accumulation-rounds", f"{S8}/Autograd/Engine.swift",
+             "leaf.accumulateGrad(new, rounding: false)", "leaf.accumulateGrad(new)",
+             "micro-batches accumulate in bf16, not fp32", fast(8, "MixedPrecisionTests")),
+    Mutation("s8-layernorm-low", f"{S8}/Precision/Autocast.swift",
+             '"softmax", "logSoftmax", "layerNorm",', '"softmax", "logSoftmax",',
+             "LayerNorm runs in the low format", fast(8, "AutocastTests")),
+    Mutation("s8-checkpoint-working-copy", f"{S8}/NN/Checkpoint.swift",
+             "SafeTensor(mixedPrecision?.master(of: p) ?? p.storage", "SafeTensor(p.storage",
+             "a checkpoint saves the bf16 working copy instead of the masters", fast(8, "MixedPrecisionTests")),
     # --- Shared/Support ---
     Mutation("sup-safetensors-dtype-size", "Shared/Support/Safetensors.swift",
              "public var size: Int { self == .f32 ? 4 : 8 }", "public var size: Int { self == .f32 ? 8 : 8 }",

@@ -76,6 +76,18 @@ enum BadValues {
         ("--lm-steps", BadValues.count), ("--cls-steps", BadValues.count), ("--batch-size", BadValues.count),
         ("--seeds", BadValues.count), ("--cls-lr", BadValues.positive),
       ]) + BadValues.cases(["digits"], [("--seeds", BadValues.count)])
+  /// Stage 8's options.
+  static let precision =
+    BadValues.cases(
+      ["train"],
+      [
+        ("--precision", ["fp64", "x", ""]), ("--loss-scale", ["0.5", "0", "-1", "nan", "inf", "1e31", "x", ""]),
+        ("--master-weights", ["maybe"]),
+      ])
+    + BadValues.cases(
+      ["compare"],
+      [("--steps", BadValues.count), ("--eval-every", BadValues.count), ("--runs", ["fp64", "fp32,fp32", ""])])
+    + BadValues.cases(["formats"], [("--value", ["nan", "inf", "1e39", "x"])])
   static let parity = BadValues.cases(
     ["parity"],
     [
@@ -93,7 +105,7 @@ enum BadValues {
     BadInput(arguments: ["train", "--width", "30", "--heads", "4"], option: "--heads"),
   ]
 
-  @Test(arguments: train + sample + tokenize + bench + finetune + compare + parity + tooLarge)
+  @Test(arguments: train + sample + tokenize + bench + finetune + compare + precision + parity + tooLarge)
   func aBadValueEndsInOneLineNamingTheOption(_ input: BadInput) throws {
     let result = try runTool(Self.executable, input.arguments)
     let lines = result.errorOutput.split(separator: "\n")

@@ -97,7 +97,7 @@ import Testing
       "--corpus": "other.txt", "--tokenizer": "bpe", "--vocab": "300", "--context": "8", "--layers": "2",
       "--heads": "4", "--width": "16", "--dropout": "0.1", "--bias": "on", "--batch-size": "8", "--accumulation": "2",
       "--lr": "0.01", "--min-lr": "0.0005", "--warmup": "3", "--eval-every": "5", "--eval-batches": "3",
-      "--sampling": "epochs", "--seed": "7",
+      "--sampling": "epochs", "--seed": "7", "--precision": "bf16", "--loss-scale": "1024", "--master-weights": "off",
     ]
     for index in stride(from: 0, to: options.count, by: 2) where options[index] != "--steps" {
       let flag = options[index]

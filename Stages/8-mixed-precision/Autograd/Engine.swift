@@ -40,6 +40,8 @@ public final class Tensor<Scalar: TensorScalar> {
   /// format whose values `storage` holds exactly, rounded as 16-bit storage would hold them. A parameter's is set
   /// by `MixedPrecision`; an op's result's by the autocast policy (Precision/Autocast.swift).
   public internal(set) var format = NumberFormat.fp32
+  /// Where rounding this tensor's gradient to `format` counts what it loses (the mixed-precision run's); nil: uncounted.
+  var census: GradientCensus?
 
   /// A leaf tensor: data, an input, or a parameter (`requiresGrad: true`).
   public init(_ storage: [Scalar], shape: [Int], requiresGrad: Bool = false) {
@@ -69,7 +71,10 @@ public final class Tensor<Scalar: TensorScalar> {
       self.requiresGrad = false
       self.parents = []
     }
-    if let autocast = Autocast.current { format = autocast.storeResult(of: op, parents: parents, &self.storage) }
+    if let autocast = Autocast.current {
+      format = autocast.storeResult(of: op, parents: parents, &self.storage)
+      if format != .fp32 { census = autocast.census }
+    }
   }
 
   /// How many elements.
@@ -114,18 +119,23 @@ public final class Tensor<Scalar: TensorScalar> {
   /// Adds a whole gradient of this tensor's shape, if it requires grad. The first one is not added to zeros but
   /// becomes the gradient itself, with no copy: the array is shared (a reshape or an addition passes its
   /// gradient on for free), and copy on write copies it only if either side is written later.
-  func accumulateGrad(_ contribution: [Scalar]) {
+  ///
+  /// Since stage 8 a gradient stored in a low format is rounded to it after the addition, unless `rounding` is
+  /// false: backward adds a pass's finished gradient to the earlier passes' (gradient accumulation) without
+  /// rounding, so that micro-batches accumulate in fp32, as Megatron's main_grad does and as data parallelism's
+  /// fp32 all-reduce sums the ranks' gradients.
+  func accumulateGrad(_ contribution: [Scalar], rounding: Bool = true) {
     guard requiresGrad else { return }
     precondition(contribution.count == count, "accumulateGrad: \(contribution.count) values for shape \(shape)")
     guard gradStorage != nil else {
       gradStorage = contribution
-      if format != .fp32 { roundGradient(to: format) }
+      if format != .fp32 && rounding { roundGradient(to: format) }
       return
     }
     gradStorage!.withUnsafeMutableBufferPointer { g in
       contribution.withUnsafeBufferPointer { c in for i in 0..<g.count { g[i] += c[i] } }
     }
-    if format != .fp32 { roundGradient(to: format) }
+    if format != .fp32 && rounding { roundGradient(to: format) }
   }
 
   /// As in stage 1, freeing the output of a long chain must not recurse once per node: a node hands its parents
@@ -233,7 +243,7 @@ extension Tensor {
       if let old = earlier[ObjectIdentifier(leaf)] {
         if let new = leaf.gradStorage {
           leaf.gradStorage = old
-          leaf.accumulateGrad(new)
+          leaf.accumulateGrad(new, rounding: false)
         } else {
           leaf.gradStorage = old
         }

@@ -292,7 +292,8 @@ extension Tensor {
     }
     // Offsets are counted in whole matrices along the batch axes.
     let (sa, sb) = (broadcastStrides(batchA, to: batch), broadcastStrides(batchB, to: batch))
-    let low = Autocast.productFormat
+    let scope = Autocast.current
+    let low = scope?.format
     let (aValues, bValues) = (a.cast(to: low), b.cast(to: low))
     var c = [Scalar](repeating: 0, count: elementCount(batch) * m * n)
     c.withUnsafeMutableBufferPointer { cp in
@@ -311,7 +312,7 @@ extension Tensor {
       let dc = out.gradStorage!
       let (aValues, bValues) = casts ?? (a.storage, b.storage)
       dc.withUnsafeBufferPointer { dp in
-        a.addProductGradient(low) { ga in
+        a.addProductGradient(scope) { ga in
           bValues.withUnsafeBufferPointer { bp in
             forEachOffset(batch, sa, sb) { o, i, j in  // dA[m, k] += dC[m, n] @ B[k, n]^T
               gemm(
@@ -320,7 +321,7 @@ extension Tensor {
             }
           }
         }
-        b.addProductGradient(low) { gb in
+        b.addProductGradient(scope) { gb in
           aValues.withUnsafeBufferPointer { ap in
             forEachOffset(batch, sa, sb) { o, i, j in  // dB[k, n] += A[m, k]^T @ dC[m, n]
               gemm(

@@ -8,7 +8,7 @@ import Support
 /// against the sgemm peak measured in the same run, with a memory ledger; decoding speed with and without the KV
 /// cache; the BPE tokenizer's training time and encoding throughput on Tiny Shakespeare; and GPT-2 small's decoding
 /// and prefill, its weight traffic against the memory bandwidth measured in the same run (`DecodingBench`); with
-/// --parallel, only stage 7's figures (`ParallelBench`).
+/// --parallel, only stage 7's figures (`ParallelBench`); with --formats, only stage 8's (`PrecisionBench`).
 struct BenchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "bench",
@@ -22,6 +22,8 @@ struct BenchCommand: ParsableCommand {
   @Flag(
     help: "Only the parallel figures: data parallelism's scaling, the collectives against the cost model, the bubble.")
   var parallel = false
+  @Flag(help: "Only the mixed-precision figures: the step in each format against fp32's, and the conversions.")
+  var formats = false
   @OptionGroup var kernelOptions: KernelOptions
   @OptionGroup var launch: LaunchOptions
 
@@ -42,6 +44,7 @@ struct BenchCommand: ParsableCommand {
   func run() throws {
     kernelOptions.apply()
     if parallel { return try ParallelBench(launch: launch, seconds: seconds).run() }
+    if formats { return PrecisionBench(seconds: seconds).run() }
     if let hf {
       let clock = Stopwatch()
       let model = try GPT.huggingFace(hf)
@@ -59,6 +62,7 @@ struct BenchCommand: ParsableCommand {
       printProfile(profiler, steps: times.count, stepSeconds: median(times))
       return
     }
+    PrecisionBench(seconds: seconds).run()  // stage 8's figures first
     let peak = PeakProduct()
     var shakespeare = GPTConfig(vocabulary: 65, context: 256, layers: 6, heads: 6, width: 384)
     shakespeare.bias = false

@@ -212,21 +212,22 @@ struct CompareCommand: ParsableCommand {
           columns.append("loss scale")
           curves.append(Curve("loss scale"))
         }
-        columns.append("underflow \(r.run.rawValue)")
-        curves.append(Curve("underflow \(r.run.rawValue)", rightAxis: true, percent: true))
+        columns.append("below normal \(r.run.rawValue)")
+        curves.append(Curve("below normal \(r.run.rawValue)", rightAxis: true, percent: true))
       }
       var scale = Table(columns: columns)
       for step in 0..<steps {
         var row = [Double(step + 1)]
         for r in fp16 {
           if r.run == .fp16 { row.append(r.scales[step]) }
-          row.append(r.underflow[step])
+          row.append(r.underflow[step] + r.subnormal[step])
         }
         scale.append(row)
       }
       let chart = LineChart(
-        title: "Stage 8: fp16's loss scale and the gradients it saves from underflow", xLabel: "step",
-        yLabel: "loss scale", y2Label: "gradient elements that underflow to 0", logY: fp16.contains { $0.run == .fp16 },
+        title: "Stage 8: fp16's loss scale, and the gradients stored below fp16's normal range", xLabel: "step",
+        yLabel: "loss scale", y2Label: "non-zero gradient elements stored as 0 or subnormal",
+        logY: fp16.contains { $0.run == .fp16 },
         table: scale, curves: curves)
       written += try writeLineChart(chart, name: "compare-scale", directory: plotDir).written
     }

@@ -30,7 +30,7 @@ struct FormatsCommand: ParsableCommand {
       print("\n\(v) as each format stores it (sign | exponent | fraction = value, relative error):")
       for format in NumberFormat.allCases {
         let stored = format.round(Float(v))
-        let error = v == 0 ? 0 : (Double(stored) - v) / v
+        let error = Double(stored) == v ? 0 : (Double(stored) - v) / v  // never -0
         print(
           "  " + format.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0)
             + bitString(Float(v), format).padding(toLength: 40, withPad: " ", startingAt: 0)

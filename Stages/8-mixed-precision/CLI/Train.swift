@@ -133,6 +133,12 @@ struct TrainCommand: ResumableCommand {
         "--precision \(precision.rawValue) runs on one process or with data parallelism (--ranks, --zero 0); not "
           + "with --tp, --pp or --zero")
     }
+    let scaling = PrecisionConfig(precision, lossScale: lossScale).lossScaleMode
+    if precision != .fp32 && (ranks > 1 || backend == .mpi) && scaling != .none {
+      throw UserError(
+        "--loss-scale \(lossScale ?? "dynamic") with --ranks: loss scaling is not built for data parallelism; "
+          + "give --loss-scale none (bf16 and fp8 need none)")
+    }
     if tp > 1 {
       guard pp == 1 else { throw UserError("--tp with --pp: tensor x pipeline parallelism is not built; use one") }
       guard ranks % tp == 0 else {

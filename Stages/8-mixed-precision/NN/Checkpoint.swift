@@ -115,6 +115,11 @@ extension CheckpointedRun {
         }
       }
     }
+    var fp8Names: [String: String] = [:]
+    if let (scales, names) = try mixedPrecision?.fp8Checkpoint(named) {
+      tensors.merge(scales) { $1 }
+      fp8Names["fp8_weights"] = names
+    }
     let sampler = samplerState
     for (name, generator) in [("rng", random.rng), ("sampler_rng", sampler.rng)] {
       let s = generator.state
@@ -126,7 +131,7 @@ extension CheckpointedRun {
       "sampler_position": String(sampler.position), "best_val_loss": String(bestValLoss),
       "tokenizer": String(decoding: try tokenizer.fileContents(), as: UTF8.self), "train_tokens": String(train.count),
       "corpus_hash": corpusHash,
-    ].merging(mixedPrecision?.checkpointMetadata ?? [:]) { $1 }.merging(extra) { $1 }
+    ].merging(mixedPrecision?.checkpointMetadata ?? [:]) { $1 }.merging(fp8Names) { $1 }.merging(extra) { $1 }
     return encodeSafetensors(tensors, metadata: metadata)
   }
 
@@ -192,12 +197,14 @@ extension CheckpointedRun {
     let rng = try reader.generatorState("rng")
     let samplerRNG = try reader.generatorState("sampler_rng")
     let scaler = try mixedPrecision?.readScaler(reader, steps: steps)
+    let restoreFP8 = try mixedPrecision?.readFP8(reader, steps: steps, named: named)
     try reader.finish()
 
     for ((_, p), values) in zip(named, parameters) {
       if let mixedPrecision { mixedPrecision.load(values, into: p) } else { p.storage = values }
     }
     if let scaler { mixedPrecision?.scaler = scaler }
+    restoreFP8?()
     optimizer.state = state
     optimizer.stepCount = steps
     random.rng = SeededRNG(state: rng)

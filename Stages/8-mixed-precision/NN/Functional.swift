@@ -24,7 +24,8 @@ extension Tensor {
       "linear: input \(shape) does not fit weight \(weight.shape)")
     precondition(bias == nil || bias!.shape == [outputs], "linear: bias \(bias?.shape ?? []) for \(outputs) outputs")
     let rows = count / inputs
-    let low = Autocast.productFormat
+    let scope = Autocast.current
+    let low = scope?.format
     let fp8 = Autocast.current?.fp8.map { ($0, GradMode.isEnabled) }
     // The operands as the product sees them: the tensors' own elements outside autocast.
     let xs = fp8.map { $0.0.quantize(storage, role: .input, of: weight, update: $0.1) } ?? cast(to: low)
@@ -60,7 +61,7 @@ extension Tensor {
       let (xs, ws) = casts ?? (x.storage, weight.storage)
       dy.withUnsafeBufferPointer { dp in
         let inputGrad = {
-          x.addProductGradient(low) { g in  // dx[rows, inputs] += dy[rows, outputs] @ W[outputs, inputs]
+          x.addProductGradient(scope) { g in  // dx[rows, inputs] += dy[rows, outputs] @ W[outputs, inputs]
             ws.withUnsafeBufferPointer { wp in
               gemm(
                 transposeA: false, transposeB: false, m: rows, n: inputs, k: outputs, alpha: 1, a: dp.baseAddress!,
@@ -69,7 +70,7 @@ extension Tensor {
           }
         }
         let weightGrad = {
-          weight.addProductGradient(low) { g in  // dW[outputs, inputs] += dy[rows, outputs]^T @ x[rows, inputs]
+          weight.addProductGradient(scope) { g in  // dW[outputs, inputs] += dy[rows, outputs]^T @ x[rows, inputs]
             xs.withUnsafeBufferPointer { xp in
               gemm(
                 transposeA: true, transposeB: false, m: outputs, n: inputs, k: rows, alpha: 1, a: dp.baseAddress!,
@@ -85,7 +86,7 @@ extension Tensor {
           inputGrad()
           weightGrad()
         }
-        bias?.addProductGradient(low) { g in
+        bias?.addProductGradient(scope) { g in
           for r in 0..<rows { for j in 0..<outputs { g[j] += dp[r * outputs + j] } }
         }
       }

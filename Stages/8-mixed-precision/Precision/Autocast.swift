@@ -22,6 +22,8 @@ public final class Autocast: @unchecked Sendable {
   /// fp8 (Transformer Engine's recipe): the linear layers' operands in E4M3 forward and E5M2 backward, each with
   /// a per-tensor scale; everything else as under `format` (bf16). Nil: no fp8.
   public let fp8: FP8Recipe?
+  /// Where the low-format gradients of the scope's results count what rounding loses; nil: uncounted.
+  public let census: GradientCensus?
   /// (op, format) of every result made in the scope, in order, while `recording` (for the policy's test).
   private var log: [(op: String, format: NumberFormat)]?
   private let lock = NSLock()
@@ -29,10 +31,13 @@ public final class Autocast: @unchecked Sendable {
   /// The scope the current thread is in (a task-local: nested scopes restore it, threads do not share it).
   @TaskLocal public static var current: Autocast?
 
-  public init(_ format: NumberFormat, fp8: FP8Recipe? = nil, recording: Bool = false) {
+  public init(
+    _ format: NumberFormat, fp8: FP8Recipe? = nil, census: GradientCensus? = nil, recording: Bool = false
+  ) {
     precondition(format != .fp32, "Autocast: fp32 is no autocast; run outside a scope")
     self.format = format
     self.fp8 = fp8
+    self.census = census
     log = recording ? [] : nil
   }
 
@@ -78,16 +83,15 @@ public final class Autocast: @unchecked Sendable {
     defer { lock.unlock() }
     return log ?? []
   }
-
-  /// The low format for a product made now: nil outside a scope.
-  static var productFormat: NumberFormat? { current?.format }
 }
 
 /// Runs `body` under autocast to `format` (PyTorch's `with torch.autocast("cpu", dtype=torch.bfloat16):`).
 /// fp32 runs `body` as it is.
-public func autocast<R>(_ format: NumberFormat, fp8: FP8Recipe? = nil, _ body: () throws -> R) rethrows -> R {
+public func autocast<R>(
+  _ format: NumberFormat, fp8: FP8Recipe? = nil, census: GradientCensus? = nil, _ body: () throws -> R
+) rethrows -> R {
   guard format != .fp32 else { return try body() }
-  return try Autocast.$current.withValue(Autocast(format, fp8: fp8), operation: body)
+  return try Autocast.$current.withValue(Autocast(format, fp8: fp8, census: census), operation: body)
 }
 
 // MARK: - Rounding tensors' elements and gradients
@@ -116,9 +120,9 @@ func roundElements<Scalar: TensorScalar>(
 }
 
 extension Tensor {
-  /// Rounds the gradient to `format`, counting into the census of the step when there is one.
+  /// Rounds the gradient to `format`, counting into the tensor's census when it has one.
   func roundGradient(to format: NumberFormat) {
-    gradStorage!.withUnsafeMutableBufferPointer { roundElements($0, to: format, census: GradientCensus.current) }
+    gradStorage!.withUnsafeMutableBufferPointer { roundElements($0, to: format, census: census) }
   }
 
   /// The elements a product computes with under autocast to `low`: this tensor's, rounded to `low` unless they
@@ -131,15 +135,15 @@ extension Tensor {
   }
 
   /// Adds a product's gradient for this input: into the gradient directly outside autocast (`body` adds to what
-  /// is there), or, under autocast to `low`, made on its own from zeros, rounded to `low` (it is the gradient of
-  /// the input's low-format cast) and then added.
-  func addProductGradient(_ low: NumberFormat?, _ body: (UnsafeMutableBufferPointer<Scalar>) -> Void) {
+  /// is there), or, under the autocast `scope` the product was made in, made on its own from zeros, rounded to
+  /// the scope's format (it is the gradient of the input's low-format cast) and then added.
+  func addProductGradient(_ scope: Autocast?, _ body: (UnsafeMutableBufferPointer<Scalar>) -> Void) {
     guard requiresGrad else { return }
-    guard let low else { return addToGrad(body) }
+    guard let scope else { return addToGrad(body) }
     var contribution = [Scalar](repeating: 0, count: count)
     contribution.withUnsafeMutableBufferPointer { c in
       body(c)
-      roundElements(c, to: low, census: GradientCensus.current)
+      roundElements(c, to: scope.format, census: scope.census)
     }
     accumulateGrad(contribution)
   }
@@ -158,9 +162,6 @@ public final class GradientCensus: @unchecked Sendable {
   public private(set) var subnormal = 0
   public private(set) var overflow = 0
   private let lock = NSLock()
-
-  /// The census backward counts into (set around a step's backward passes; the ranks' threads share it).
-  nonisolated(unsafe) public static var current: GradientCensus?
 
   public init() {}
 
@@ -216,16 +217,31 @@ public final class GradientCensus: @unchecked Sendable {
     return totals
   }
 
-  /// Shares of the non-zero elements (0 when there were none).
+  /// Starts counting afresh.
+  public func reset() {
+    lock.lock()
+    (elements, nonzero, underflow, subnormal, overflow) = (0, 0, 0, 0, 0)
+    lock.unlock()
+  }
+
+  /// The counts so far.
+  public var counts: GradientCounts {
+    lock.lock()
+    defer { lock.unlock() }
+    return GradientCounts(
+      elements: elements, nonzero: nonzero, underflow: underflow, subnormal: subnormal, overflow: overflow)
+  }
+}
+
+/// A census's counts at one moment, with the shares of the non-zero elements (0 when there were none).
+public struct GradientCounts: Sendable, Equatable {
+  public var elements = 0
+  public var nonzero = 0
+  public var underflow = 0
+  public var subnormal = 0
+  public var overflow = 0
+
   public var underflowShare: Double { nonzero == 0 ? 0 : Double(underflow) / Double(nonzero) }
   public var subnormalShare: Double { nonzero == 0 ? 0 : Double(subnormal) / Double(nonzero) }
   public var overflowShare: Double { nonzero == 0 ? 0 : Double(overflow) / Double(nonzero) }
-
-  /// Runs `body` with this census as the current one.
-  public func counting<R>(_ body: () throws -> R) rethrows -> R {
-    let previous = GradientCensus.current
-    GradientCensus.current = self
-    defer { GradientCensus.current = previous }
-    return try body()
-  }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// fp8 training as NVIDIA's Transformer Engine does it: the linear layers' products take their operands in 8
 /// bits, E4M3 for the forward's inputs and weights (more precision) and E5M2 for the gradient flowing back (more
@@ -14,8 +15,10 @@ import Foundation
 /// E5M2 too, although the format has an infinity: one infinite gradient would make the update NaN.)
 public final class FP8Recipe: @unchecked Sendable {
   /// Which operand of a linear layer a scale belongs to.
-  public enum Role: Int, Sendable {
+  public enum Role: Int, Sendable, CaseIterable {
     case input, weight, outputGradient
+
+    var name: String { ["input", "weight", "output_gradient"][rawValue] }
 
     var format: NumberFormat { self == .outputGradient ? .e5m2 : .e4m3 }
   }
@@ -84,12 +87,61 @@ public final class FP8Recipe: @unchecked Sendable {
     return result
   }
 
-  /// Every operand's scale, for checkpoints: layer index (in the order of `weights`) x role.
-  func snapshot<Scalar>(_ weights: [Tensor<Scalar>]) -> [Scaling] {
+  /// The operands' scales and histories as checkpoint tensors, "fp8.ROLE.NAME" for each named weight that has
+  /// been used: [scale, count, the count amaxes, zeros up to `historyLength`].
+  func checkpointTensors<Scalar>(_ named: [(String, Tensor<Scalar>)]) throws -> [String: SafeTensor] {
     lock.lock()
     defer { lock.unlock() }
-    return weights.flatMap { w in
-      [Role.input, .weight, .outputGradient].map { scalings[Key(weight: ObjectIdentifier(w), role: $0)] ?? Scaling() }
+    var tensors: [String: SafeTensor] = [:]
+    for (name, weight) in named {
+      for role in Role.allCases {
+        guard let state = scalings[Key(weight: ObjectIdentifier(weight), role: role)] else { continue }
+        let padding = [Float](repeating: 0, count: historyLength - state.history.count)
+        tensors["fp8.\(role.name).\(name)"] = try SafeTensor(
+          [state.scale, Float(state.history.count)] + state.history + padding, shape: [historyLength + 2])
+      }
     }
+    return tensors
+  }
+
+  /// Reads what `checkpointTensors` wrote for the weights `names` lists, each checked: a positive scale, a count
+  /// up to the history's length, amaxes that are not negative.
+  func readCheckpoint<Scalar>(
+    _ reader: CheckpointReader, names: [String], named: [(String, Tensor<Scalar>)]
+  ) throws
+    -> [Key: Scaling]
+  {
+    let weights = Dictionary(named, uniquingKeysWith: { a, _ in a })
+    var read: [Key: Scaling] = [:]
+    for name in names {
+      guard let weight = weights[name] else {
+        throw reader.error("metadata 'fp8_weights' names '\(name)', which is not a parameter of this model")
+      }
+      for role in Role.allCases {
+        let tensor = "fp8.\(role.name).\(name)"
+        let values = try reader.floats(tensor, shape: [historyLength + 2])
+        let count = Int(exactly: values[1]) ?? -1
+        guard values[0] > 0, (0...historyLength).contains(count), values[2...].allSatisfy({ $0 >= 0 }) else {
+          throw reader.error("tensor '\(tensor)' is not a scale, a count up to \(historyLength) and amaxes")
+        }
+        read[Key(weight: ObjectIdentifier(weight), role: role)] = Scaling(
+          history: Array(values[2..<(2 + count)]), scale: values[0])
+      }
+    }
+    return read
+  }
+
+  /// The names of the weights with scales, in `named`'s order.
+  func usedWeights<Scalar>(_ named: [(String, Tensor<Scalar>)]) -> [String] {
+    lock.lock()
+    defer { lock.unlock() }
+    return named.filter { scalings[Key(weight: ObjectIdentifier($0.1), role: .weight)] != nil }.map(\.0)
+  }
+
+  /// Replaces every scale (a checkpoint's).
+  func restore(_ read: [Key: Scaling]) {
+    lock.lock()
+    scalings = read
+    lock.unlock()
   }
 }

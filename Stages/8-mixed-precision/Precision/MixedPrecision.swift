@@ -22,8 +22,10 @@ public final class MixedPrecision {
   var masters: [ObjectIdentifier: [Float]] = [:]
   public internal(set) var scaler: GradScaler
   public let fp8: FP8Recipe?
-  /// What the last step's gradients lost to the low format (see `GradientCensus`).
-  public internal(set) var lastCensus = GradientCensus()
+  /// Counts what storing gradients in the low format loses (see `GradientCensus`), step by step.
+  public let census = GradientCensus()
+  /// The last step's counts.
+  public internal(set) var lastCensus = GradientCounts()
   /// Without master weights: the share of the last step's non-zero updates that rounding erased.
   public internal(set) var lastLostUpdates = 0.0
   /// Whether the last step was skipped for an inf or NaN gradient.
@@ -41,13 +43,14 @@ public final class MixedPrecision {
     for p in parameters {
       if config.masterWeights { masters[ObjectIdentifier(p)] = p.storage }
       p.format = format
+      p.census = census
       roundElements(&p.storage, to: format)
     }
   }
 
   /// `body` under autocast to this run's format.
   public func autocasting<R>(_ body: () throws -> R) rethrows -> R {
-    try autocast(format, fp8: fp8, body)
+    try autocast(format, fp8: fp8, census: census, body)
   }
 
   /// The fp32 value of a parameter: its master, or (without) the working copy itself.
@@ -68,17 +71,15 @@ public final class MixedPrecision {
     learningRateOption: String, microBatchLoss: () -> Tensor<Float>
   ) throws -> (loss: Double, gradientNorm: Double) {
     var total = 0.0
-    let census = GradientCensus()
-    try census.counting {
-      for _ in 0..<accumulation {
-        let loss = autocasting(microBatchLoss)
-        let value = Double(loss.item)
-        try Check.finiteLoss(value, step: step + 1, learningRate: learningRate, option: learningRateOption)
-        total += value
-        loss.backward(gradient: [scaler.lossFactor / Float(accumulation)])
-      }
+    census.reset()
+    for _ in 0..<accumulation {
+      let loss = autocasting(microBatchLoss)
+      let value = Double(loss.item)
+      try Check.finiteLoss(value, step: step + 1, learningRate: learningRate, option: learningRateOption)
+      total += value
+      loss.backward(gradient: [scaler.lossFactor / Float(accumulation)])
     }
-    lastCensus = census
+    lastCensus = census.counts
     var norm = Double.nan
     lastStepSkipped = !scaler.step(parameters) {
       norm = clipGradNorm(parameters, maxNorm: 1)
@@ -222,5 +223,25 @@ extension MixedPrecision {
     var restored = scaler
     restored.restore(scale: scale, growthTracker: tracker, skippedSteps: skipped)
     return restored
+  }
+
+  /// fp8's scales and amax histories, as tensors, and the metadata that names their weights (so that a resumed
+  /// fp8 run scales as the uninterrupted one would).
+  func fp8Checkpoint(_ named: [(String, Tensor<Float>)]) throws -> (tensors: [String: SafeTensor], names: String)? {
+    guard let fp8 else { return nil }
+    return (try fp8.checkpointTensors(named), fp8.usedWeights(named).joined(separator: ","))
+  }
+
+  /// Reads fp8's scales (nothing for other formats): every weight "fp8_weights" names, which after a step must be
+  /// some.
+  func readFP8(_ reader: CheckpointReader, steps: Int, named: [(String, Tensor<Float>)]) throws -> (() -> Void)? {
+    guard let fp8 else { return nil }
+    let list = try reader.text("fp8_weights")
+    let names = list.isEmpty ? [] : list.split(separator: ",").map(String.init)
+    guard steps == 0 || !names.isEmpty else {
+      throw reader.error("metadata 'fp8_weights' is empty after \(steps) steps; an fp8 run's weights have scales")
+    }
+    let read = try fp8.readCheckpoint(reader, names: names, named: named)
+    return { fp8.restore(read) }
   }
 }

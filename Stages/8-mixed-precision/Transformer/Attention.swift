@@ -83,7 +83,8 @@ extension Tensor {
     // Every head writes its own block of both in full.
     // Under autocast (stage 8) q, k and v are cast to the low format (packed, they are one cast); the softmax
     // and both products accumulate in fp32, and P stays fp32, as a fused kernel keeps it in fp32 registers.
-    let low = Autocast.productFormat
+    let scope = Autocast.current
+    let low = scope?.format
     let qValues = q.cast(to: low)
     let kValues = k === q ? qValues : k.cast(to: low)
     let vValues = v === q ? qValues : v === k ? kValues : v.cast(to: low)
@@ -106,7 +107,7 @@ extension Tensor {
     return Tensor(out, shape: outputShape, op: "attention", parents: parents) { result in
       let dO = result.gradStorage!
       let (qValues, kValues, vValues) = casts ?? (q.storage, k.storage, v.storage)
-      withProductGradients([q, k, v], low) { grads in
+      withProductGradients([q, k, v], scope) { grads in
         withPointers(weights, dO, qValues, kValues, vValues) { pp, dop, qp, kp, vp in
           keepValues.withUnsafeBufferPointer { keepP in
             Parallel.forEach(b * h, grain: 1) { pairs in
@@ -161,12 +162,12 @@ func withGradients<Scalar: TensorScalar>(
   open(0, [])
 }
 
-/// `withGradients` for a product's inputs: under autocast to `low`, each input's gradient is made on its own from
-/// zeros, rounded to `low` and then added (`addProductGradient`).
+/// `withGradients` for a product's inputs: under an autocast `scope`, each input's gradient is made on its own
+/// from zeros, rounded to the scope's format and then added (`addProductGradient`).
 func withProductGradients<Scalar: TensorScalar>(
-  _ tensors: [Tensor<Scalar>], _ low: NumberFormat?, _ body: ([UnsafeMutablePointer<Scalar>?]) -> Void
+  _ tensors: [Tensor<Scalar>], _ scope: Autocast?, _ body: ([UnsafeMutablePointer<Scalar>?]) -> Void
 ) {
-  guard let low else { return withGradients(tensors, body) }
+  guard let scope else { return withGradients(tensors, body) }
   var distinct: [Tensor<Scalar>] = []
   for t in tensors where t.requiresGrad && !distinct.contains(where: { $0 === t }) { distinct.append(t) }
   var pending = distinct
@@ -175,7 +176,7 @@ func withProductGradients<Scalar: TensorScalar>(
     guard let t = pending.popLast() else {
       return body(tensors.map { pointers[ObjectIdentifier($0)] })
     }
-    t.addProductGradient(low) { g in
+    t.addProductGradient(scope) { g in
       pointers[ObjectIdentifier(t)] = g.baseAddress!
       open()
     }

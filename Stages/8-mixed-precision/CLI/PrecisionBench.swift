@@ -1,0 +1,78 @@
+import Foundation
+import Support
+
+/// `stage8 bench --formats`: stage 8's figures. The training step of nanoGPT's CPU configuration in each format
+/// against fp32's, timed in alternating rounds so that a change in the machine's speed falls on all of them alike;
+/// and the conversions a low format costs, against a plain copy of the same memory.
+///
+/// This CPU computes in fp32: a bf16 or fp16 product converts its operands, multiplies them in fp32 sgemm and
+/// rounds the result, so every low-format op costs what fp32's does plus its conversions. A GPU's tensor cores
+/// multiply the 16-bit numbers themselves, two to sixteen times faster than its fp32 units, and half the bytes
+/// move; neither effect exists here, and the figures show only the price of the rounding.
+struct PrecisionBench {
+  let seconds: Double
+  static let rounds = 5
+  static let formats: [Precision] = [.fp32, .bf16, .fp16, .fp8]
+
+  func run() {
+    let trainers = Self.formats.map { precision -> Trainer in
+      var config = TrainConfig()
+      config.precision = PrecisionConfig(precision)
+      config.evalBatches = 1
+      // Random tokens: the step's time does not depend on them.
+      var rng = SeededRNG(seed: 8)
+      let tokens = TokenFile((0..<20_000).map { _ in Int(rng.next() % 65) })
+      return Trainer(config, tokenizer: CharTokenizer(corpus: benchAlphabet), train: tokens, val: tokens)
+    }
+    for trainer in trainers { _ = try? trainer.runStep() }  // warm-up
+    var times = [[Double]](repeating: [], count: trainers.count)
+    let perRound = max(seconds / Double(Self.rounds) / Double(trainers.count), 0.05)
+    for _ in 0..<Self.rounds {
+      for (i, trainer) in trainers.enumerated() {
+        times[i].append(median(repeatedTimes(seconds: perRound, warmup: 0) { _ = try? trainer.runStep() }))
+      }
+    }
+    print(
+      "training step in each format, nanoGPT's CPU configuration (batch 12, context 64, 4 layers, width 128), "
+        + "median of \(Self.rounds) alternating rounds:")
+    for (i, precision) in Self.formats.enumerated() {
+      let ratios = zip(times[i], times[0]).map { $0 / $1 }
+      print(
+        String(
+          format: "  %@ %6.1f ms per step, %.2fx fp32's (rounds: %.2f to %.2f)",
+          precision.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0), median(times[i]) * 1000,
+          median(ratios), ratios.min()!, ratios.max()!))
+    }
+    conversions()
+  }
+
+  /// Rounding 16M floats (64 MB) in place to each format against copying them, in GB/s of fp32 read.
+  func conversions() {
+    let count = 1 << 24
+    var rng = SeededRNG(seed: 9)
+    let source = (0..<count).map { _ in Float(rng.normal(std: 1)) }
+    var target = source
+    let bytes = Double(count * 4)
+    let copy = median(
+      repeatedTimes(seconds: seconds / 6) {
+        target.withUnsafeMutableBufferPointer { t in
+          source.withUnsafeBufferPointer { s in t.baseAddress!.update(from: s.baseAddress!, count: count) }
+        }
+      })
+    print(
+      "conversions of 16M floats in place, against copying them (\(String(format: "%.1f", bytes / copy / 1e9)) GB/s):")
+    for format in [NumberFormat.bf16, .fp16, .e4m3, .e5m2] {
+      let time = median(
+        repeatedTimes(seconds: seconds / 6) {
+          target.withUnsafeMutableBufferPointer { format.round($0) }
+        })
+      print(
+        String(
+          format: "  fp32 -> %@ -> fp32: %5.1f GB/s, %.2fx the copy's time%@", format.rawValue, bytes / time / 1e9,
+          time / copy, format == .fp16 ? " (F16C's vcvtps2ph and vcvtph2ps)" : ""))
+    }
+  }
+}
+
+/// The 65 characters of Tiny Shakespeare's alphabet, for a tokenizer of the bench's random ids.
+private let benchAlphabet = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
