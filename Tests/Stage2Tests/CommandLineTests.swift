@@ -46,7 +46,10 @@ import Testing
     let result = try run("train", "--dataset", "moons", "--steps", "3", "--plot-dir", directory)
     #expect(result.status == 0)
     #expect(result.output.contains("stage 1 on the same data and seed (scalar Values, Double): after 3 steps: loss"))
-    #expect(result.output.contains("stage 2 trained the same network"))
+    // The speed is compared only when stage 1's run took 0.05 s or more, which 3 steps may or may not.
+    #expect(
+      result.output.contains("stage 2 trained the same network")
+        || result.output.contains("(both runs took under 0.05 s: too short to compare their speeds)"))
   }
 
   @Test func gradcheckPassesEveryCase() throws {

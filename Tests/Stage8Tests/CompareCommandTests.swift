@@ -38,6 +38,12 @@ import Testing
     }
     let scale = try String(contentsOfFile: directory + "/compare-scale.csv", encoding: .utf8)
     #expect(scale.hasPrefix("step,below normal fp16-unscaled\n1,"))
+    // fp16's gradients by binary exponent: shares that add up to 1, most of them below fp16's normal range.
+    let exponents = try String(contentsOfFile: directory + "/compare-exponents.csv", encoding: .utf8)
+      .split(separator: "\n").dropFirst().map { $0.split(separator: ",").compactMap { Double($0) } }
+    #expect(exponents.count == GradientCensus.exponentRange.count)
+    #expect(abs(exponents.reduce(0) { $0 + $1[1] } - 1) < 1e-5)  // shares printed with 6 digits
+    #expect(exponents.filter { $0[0] < -14 }.reduce(0) { $0 + $1[1] } > 0.3)
   }
 
   @Test func trainSaysWhatItStoresInWhichFormatAndResumes() throws {

@@ -307,10 +307,9 @@ extension Tensor {
         }
       }
     }
-    let casts = low == nil ? nil : (aValues, bValues)  // kept for backward only under autocast (see `linear`)
     return Tensor(c, shape: batch + [m, n], op: "matmul", parents: [a, b]) { out in
       let dc = out.gradStorage!
-      let (aValues, bValues) = casts ?? (a.storage, b.storage)
+      let (aValues, bValues) = (a.cast(to: low), b.cast(to: low))  // cast again, not kept (see `linear`)
       dc.withUnsafeBufferPointer { dp in
         a.addProductGradient(scope) { ga in
           bValues.withUnsafeBufferPointer { bp in

@@ -57,7 +57,7 @@ struct CompareCommand: ParsableCommand {
   @Option(parsing: .unconditional, help: "Seed of the weights and the batches (the same for every run).")
   var seed: UInt64 = 1337
   @Option(help: "The text to train on (any UTF-8 file).") var corpus = defaultCorpus
-  @Option(help: "Where compare-val.png, compare-scale.png and compare-table.csv go.") var plotDir = defaultPlotDir
+  @Option(help: "Where compare-val.png, compare-scale.png and compare-exponents.png go.") var plotDir = defaultPlotDir
 
   func validate() throws {
     try Check.count(steps, "--steps", in: 1...1_000_000)
@@ -94,6 +94,8 @@ struct CompareCommand: ParsableCommand {
     var subnormal: [Double] = []
     var overflow: [Double] = []
     var lostUpdates: [Double] = []
+    /// fp16's runs: how many gradient elements had each binary exponent (`GradientCensus.exponents`).
+    var exponents: [Int] = []
     var stepSeconds = 0.0
     var memory = FormatLedger(weights: 0, masters: 0, gradients: 0, optimizer: 0, activations: 0)
 
@@ -103,7 +105,9 @@ struct CompareCommand: ParsableCommand {
   func run() throws {
     let chosen = try chosenRuns()
     try prepareOutputDirectory(plotDir)
-    for name in ["compare-val", "compare-scale"] { try reserveLineChartFiles(name: name, directory: plotDir) }
+    for name in ["compare-val", "compare-scale", "compare-exponents"] {
+      try reserveLineChartFiles(name: name, directory: plotDir)
+    }
     let text = try Corpus(path: corpus)
     let (data, _) = try TokenizedCorpus.prepare(
       text, kind: .char, vocabulary: 0, directory: defaultPlotDir + "/data-char", writer: "--plot-dir",
@@ -137,6 +141,7 @@ struct CompareCommand: ParsableCommand {
     let trainer = Trainer(config, tokenizer: data.tokenizer, train: data.train, val: data.val)
     var result = Result(run: run)
     result.memory = FormatLedger.measure(trainer)
+    if trainer.mixedPrecision?.format == .fp16 { trainer.mixedPrecision!.census.recordsExponents = true }
     let clock = Stopwatch()
     var stepping = 0.0
     for step in 0..<steps {
@@ -159,6 +164,7 @@ struct CompareCommand: ParsableCommand {
     }
     closeProgressLine()
     result.stepSeconds = stepping / Double(steps)
+    if let census = trainer.mixedPrecision?.census, census.recordsExponents { result.exponents = census.exponents }
     result.exactVal = trainer.exactLoss(data.val).loss
     print(
       "\(run.rawValue.padding(toLength: 14, withPad: " ", startingAt: 0)) \(run.description): validation loss "
@@ -230,6 +236,20 @@ struct CompareCommand: ParsableCommand {
         logY: fp16.contains { $0.run == .fp16 },
         table: scale, curves: curves)
       written += try writeLineChart(chart, name: "compare-scale", directory: plotDir).written
+    }
+    let histograms = results.filter { !$0.exponents.isEmpty }
+    if !histograms.isEmpty {
+      var table = Table(columns: ["log2 |gradient|"] + histograms.map(\.run.rawValue))
+      let totals = histograms.map { Double(max($0.exponents.reduce(0, +), 1)) }
+      for (i, exponent) in GradientCensus.exponentRange.enumerated() {
+        table.append([Double(exponent)] + zip(histograms, totals).map { Double($0.exponents[i]) / $1 })
+      }
+      let chart = LineChart(
+        title: "Stage 8: gradient elements by binary exponent, against fp16 (subnormal from -24, normal from -14)",
+        xLabel: "floor(log2 |gradient|), before rounding to fp16 (the ends collect everything beyond)",
+        yLabel: "share of the run's non-zero gradient elements", table: table,
+        curves: histograms.map { Curve($0.run.rawValue) })
+      written += try writeLineChart(chart, name: "compare-exponents", directory: plotDir).written
     }
     print("wrote " + written.joined(separator: ", "))
   }

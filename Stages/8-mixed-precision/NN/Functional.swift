@@ -48,17 +48,18 @@ extension Tensor {
       }
     }
     let x = self
-    // What backward multiplies by: under autocast the casts, kept (as PyTorch keeps them); outside it nothing, and
-    // backward reads the tensors' elements as they are then: ZeRO 3 lets a weight go after forward and gathers it
-    // again for backward, so nothing may hold on to the forward's array.
-    let casts = low == nil ? nil : (xs, ws)
+    // What backward multiplies by: the operands as forward saw them, cast again from the tensors' elements as they
+    // are then (a cast is deterministic, and keeping it would hold a second copy of x). Only fp8's are kept: its
+    // scales move after each use. Nothing may hold on to forward's arrays otherwise: ZeRO 3 lets a weight go after
+    // forward and gathers it again for backward.
+    let casts = fp8 == nil ? nil : (xs, ws)
     return Tensor(
       y, shape: Array(shape.dropLast()) + [outputs], op: "linear", parents: [x, weight] + (bias.map { [$0] } ?? [])
     ) {
       out in
       let dy =
         fp8.map { $0.0.quantize(out.gradStorage!, role: .outputGradient, of: weight, update: true) } ?? out.gradStorage!
-      let (xs, ws) = casts ?? (x.storage, weight.storage)
+      let (xs, ws) = casts ?? (x.cast(to: low), weight.cast(to: low))
       dy.withUnsafeBufferPointer { dp in
         let inputGrad = {
           x.addProductGradient(scope) { g in  // dx[rows, inputs] += dy[rows, outputs] @ W[outputs, inputs]

@@ -162,11 +162,25 @@ public final class GradientCensus: @unchecked Sendable {
   public private(set) var subnormal = 0
   public private(set) var overflow = 0
   private let lock = NSLock()
+  /// With `recordsExponents`, how many non-zero finite elements had each binary exponent floor(log2 |g|) before
+  /// rounding, from `exponentRange.lowerBound` (and below) to its upper bound (and above), over every step since
+  /// it was set: where a run's gradients lie against the format's range. `reset` leaves it.
+  public private(set) var exponents = [Int](repeating: 0, count: exponentRange.count)
+  public var recordsExponents = false
+  public static let exponentRange = -40...16
 
   public init() {}
 
   /// Rounds `values` to `format` and counts.
   func count(_ values: UnsafeMutableBufferPointer<Float>, _ format: NumberFormat) {
+    if recordsExponents {
+      var bins = [Int](repeating: 0, count: Self.exponentRange.count)
+      let (low, high) = (Self.exponentRange.lowerBound, Self.exponentRange.upperBound)
+      for x in values where x != 0 && x.isFinite { bins[min(max(Int(x.exponent), low), high) - low] += 1 }
+      lock.lock()
+      for i in bins.indices { exponents[i] += bins[i] }
+      lock.unlock()
+    }
     let counts: Counts
     switch format {
     case .fp32: return

@@ -85,9 +85,7 @@ extension Tensor {
     // and both products accumulate in fp32, and P stays fp32, as a fused kernel keeps it in fp32 registers.
     let scope = Autocast.current
     let low = scope?.format
-    let qValues = q.cast(to: low)
-    let kValues = k === q ? qValues : k.cast(to: low)
-    let vValues = v === q ? qValues : v === k ? kValues : v.cast(to: low)
+    let (qValues, kValues, vValues) = castOperands(q, k, v, to: low)
     let (weights, out): ([Scalar], [Scalar]) = makeArrays(b * h * square, elementCount(outputShape)) { pp, op in
       withPointers(qValues, kValues, vValues, keepValues, padding) { qp, kp, vp, keepP, padP in
         Parallel.forEach(b * h, grain: 1) { pairs in
@@ -103,10 +101,9 @@ extension Tensor {
       }
     }
     let parents = q === k && k === v ? [q] : [q, k, v]
-    let casts = low == nil ? nil : (qValues, kValues, vValues)  // kept for backward only under autocast
     return Tensor(out, shape: outputShape, op: "attention", parents: parents) { result in
       let dO = result.gradStorage!
-      let (qValues, kValues, vValues) = casts ?? (q.storage, k.storage, v.storage)
+      let (qValues, kValues, vValues) = castOperands(q, k, v, to: low)  // cast again, not kept (see `linear`)
       withProductGradients([q, k, v], scope) { grads in
         withPointers(weights, dO, qValues, kValues, vValues) { pp, dop, qp, kp, vp in
           keepValues.withUnsafeBufferPointer { keepP in
@@ -124,6 +121,17 @@ extension Tensor {
         }
       }
     }
+  }
+
+  /// q, k and v as the kernels read them under autocast to `low` (one cast when they are one packed tensor).
+  private static func castOperands(
+    _ q: Tensor, _ k: Tensor, _ v: Tensor, to low: NumberFormat?
+  ) -> (
+    [Scalar], [Scalar], [Scalar]
+  ) {
+    let qValues = q.cast(to: low)
+    let kValues = k === q ? qValues : k.cast(to: low)
+    return (qValues, kValues, v === q ? qValues : v === k ? kValues : v.cast(to: low))
   }
 
   /// The same attention composed from plain ops, nanoGPT's "manual implementation": scores by matmul, the masks by
