@@ -67,9 +67,21 @@ import Testing
     ),
     (
       ["train", "--precision", "fp16", "--ranks", "2"],
-      "--loss-scale dynamic with --ranks: loss scaling is not built for data parallelism; give --loss-scale none (bf16 and fp8 need none)"
+      "--loss-scale dynamic with --ranks: loss scaling is not built for data parallelism; give --loss-scale none (bf16 needs none)"
     ),
     (["train", "--loss-scale", "0.5"], "--loss-scale must be dynamic, none or a number from 1 to 2^100, got '0.5'"),
+    (
+      ["train", "--precision", "fp8", "--ranks", "2"],
+      "--precision fp8 with --ranks: each rank would scale by the amaxes of its own rows (Transformer Engine all-reduces them); not built"
+    ),
+    (
+      ["train", "--loss-scale", "1024"],
+      "--loss-scale 1024 needs --precision bf16, fp16 or fp8: fp32 has nothing to scale"
+    ),
+    (
+      ["train", "--master-weights", "off"],
+      "--master-weights off needs --precision bf16, fp16 or fp8: fp32's weights are the masters"
+    ),
     (
       ["compare", "--runs", "fp32,fp64"], "--runs: 'fp64' is not one of fp32, bf16, fp16, fp16-unscaled, bf16-pure, fp8"
     ),

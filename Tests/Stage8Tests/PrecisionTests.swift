@@ -329,6 +329,30 @@ private func sameValue(_ a: Float, _ b: Float) -> Bool {
     #expect(a.scaler == b.scaler)
   }
 
+  /// The dynamic scaler started far too high skips steps (Adam's step count falls behind the run's) and backs off;
+  /// a checkpoint saved then resumes to the uninterrupted run's bits.
+  @Test func aRunWithSkippedStepsResumesBitForBit() throws {
+    func trainer() -> Trainer {
+      let run = tinyTrainer { $0.precision = PrecisionConfig(.fp16) }
+      run.mixedPrecision!.scaler.restore(scale: 0x1p40, growthTracker: 0, skippedSteps: 0)
+      return run
+    }
+    let straight = trainer()
+    for _ in 0..<24 { try straight.runStep() }
+    let first = trainer()
+    for _ in 0..<12 { try first.runStep() }
+    try first.evaluate()
+    let skipped = first.mixedPrecision!.scaler.skippedSteps
+    #expect(skipped > 0 && first.optimizer.stepCount == 12 - skipped)
+    let second = trainer()
+    try second.restore(
+      from: CheckpointReader(bytes: try first.checkpointBytes(), source: "memory", format: Trainer.checkpointFormat))
+    for _ in 0..<12 { try second.runStep() }
+    #expect(second.parameters.map(\.storage) == straight.parameters.map(\.storage))
+    #expect(second.mixedPrecision!.scaler == straight.mixedPrecision!.scaler)
+    #expect(straight.mixedPrecision!.scaler.scale < 0x1p40)
+  }
+
   /// A step whose gradient overflows fp16 is skipped: the weights and Adam's moments stay, the scale halves.
   @Test func anOverflowingStepIsSkippedAndTheWeightsStay() throws {
     let trainer = tinyTrainer { $0.precision = PrecisionConfig(.fp16, lossScale: "1e30") }

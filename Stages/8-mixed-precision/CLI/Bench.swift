@@ -44,7 +44,7 @@ struct BenchCommand: ParsableCommand {
   func run() throws {
     kernelOptions.apply()
     if parallel { return try ParallelBench(launch: launch, seconds: seconds).run() }
-    if formats { return PrecisionBench(seconds: seconds).run() }
+    if formats { return try PrecisionBench(seconds: seconds).run() }
     if let hf {
       let clock = Stopwatch()
       let model = try GPT.huggingFace(hf)
@@ -62,7 +62,7 @@ struct BenchCommand: ParsableCommand {
       printProfile(profiler, steps: times.count, stepSeconds: median(times))
       return
     }
-    PrecisionBench(seconds: seconds).run()  // stage 8's figures first
+    try PrecisionBench(seconds: seconds).run()  // stage 8's figures first
     let peak = PeakProduct()
     var shakespeare = GPTConfig(vocabulary: 65, context: 256, layers: 6, heads: 6, width: 384)
     shakespeare.bias = false

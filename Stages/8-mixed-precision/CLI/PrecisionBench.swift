@@ -14,7 +14,7 @@ struct PrecisionBench {
   static let rounds = 5
   static let formats: [Precision] = [.fp32, .bf16, .fp16, .fp8]
 
-  func run() {
+  func run() throws {
     let trainers = Self.formats.map { precision -> Trainer in
       var config = TrainConfig()
       config.precision = PrecisionConfig(precision)
@@ -24,14 +24,20 @@ struct PrecisionBench {
       let tokens = TokenFile((0..<20_000).map { _ in Int(rng.next() % 65) })
       return Trainer(config, tokenizer: CharTokenizer(corpus: benchAlphabet), train: tokens, val: tokens)
     }
-    for trainer in trainers { _ = try? trainer.runStep() }  // warm-up
+    for trainer in trainers { try trainer.runStep() }  // warm-up
     var times = [[Double]](repeating: [], count: trainers.count)
     let perRound = max(seconds / Double(Self.rounds) / Double(trainers.count), 0.05)
+    var failure: (any Error)?
     for _ in 0..<Self.rounds {
       for (i, trainer) in trainers.enumerated() {
-        times[i].append(median(repeatedTimes(seconds: perRound, warmup: 0) { _ = try? trainer.runStep() }))
+        times[i].append(
+          median(
+            repeatedTimes(seconds: perRound, warmup: 0) {
+              do { try trainer.runStep() } catch { failure = failure ?? error }
+            }))
       }
     }
+    if let failure { throw failure }
     print(
       "training step in each format, nanoGPT's CPU configuration (batch 12, context 64, 4 layers, width 128), "
         + "median of \(Self.rounds) alternating rounds:")

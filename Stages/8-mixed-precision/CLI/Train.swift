@@ -133,11 +133,22 @@ struct TrainCommand: ResumableCommand {
         "--precision \(precision.rawValue) runs on one process or with data parallelism (--ranks, --zero 0); not "
           + "with --tp, --pp or --zero")
     }
+    if precision == .fp32 && (lossScale ?? "none") != "none" {
+      throw UserError("--loss-scale \(lossScale!) needs --precision bf16, fp16 or fp8: fp32 has nothing to scale")
+    }
+    if precision == .fp32 && masterWeights == .off {
+      throw UserError("--master-weights off needs --precision bf16, fp16 or fp8: fp32's weights are the masters")
+    }
     let scaling = PrecisionConfig(precision, lossScale: lossScale).lossScaleMode
+    if (ranks > 1 || backend == .mpi) && precision == .fp8 {
+      throw UserError(
+        "--precision fp8 with --ranks: each rank would scale by the amaxes of its own rows (Transformer Engine "
+          + "all-reduces them); not built")
+    }
     if precision != .fp32 && (ranks > 1 || backend == .mpi) && scaling != .none {
       throw UserError(
         "--loss-scale \(lossScale ?? "dynamic") with --ranks: loss scaling is not built for data parallelism; "
-          + "give --loss-scale none (bf16 and fp8 need none)")
+          + "give --loss-scale none (bf16 needs none)")
     }
     if tp > 1 {
       guard pp == 1 else { throw UserError("--tp with --pp: tensor x pipeline parallelism is not built; use one") }

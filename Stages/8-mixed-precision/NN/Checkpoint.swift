@@ -160,8 +160,13 @@ extension CheckpointedRun {
     }
     let records = try readHistory(reader, step: step)
     let steps = try reader.integer("optimizer_steps", in: 0...Int(Int32.max))
-    guard steps == step else {
-      throw reader.error("metadata 'optimizer_steps' is \(steps), but metadata 'step' is \(step) (one update a step)")
+    // Stage 8: a step the loss scaler skipped made no update.
+    let scaler = try mixedPrecision?.readScaler(reader, step: step)
+    let skipped = scaler?.skippedSteps ?? 0
+    guard steps + skipped == step else {
+      throw reader.error(
+        "metadata 'optimizer_steps' is \(steps), but metadata 'step' is \(step) (one update a step"
+          + (scaler == nil ? ")" : ", less the \(skipped) skipped)"))
     }
     // The data: the same tokenizer, and a training split of the same length (another corpus is another run).
     guard try reader.text("tokenizer") == String(decoding: try tokenizer.fileContents(), as: UTF8.self) else {
@@ -196,7 +201,6 @@ extension CheckpointedRun {
     }
     let rng = try reader.generatorState("rng")
     let samplerRNG = try reader.generatorState("sampler_rng")
-    let scaler = try mixedPrecision?.readScaler(reader, steps: steps)
     let restoreFP8 = try mixedPrecision?.readFP8(reader, steps: steps, named: named)
     try reader.finish()
 

@@ -138,7 +138,9 @@ extension Tensor {
   /// x * mask / (1 - p): dropout with a given mask of 0s and 1s (the Dropout layer draws the mask).
   public func dropout(mask: Tensor, p: Double) -> Tensor {
     precondition(mask.shape == shape, "dropout: mask \(mask.shape) for \(shape)")
-    return self * (mask * Scalar(1 / (1 - p)))
+    let keep = mask * Scalar(1 / (1 - p))
+    keep.format = format  // a multiplier, not an input: a bf16 activation stays bf16 (stage 8), as in PyTorch
+    return self * keep
   }
 
   /// `gelu` composed from plain ops: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).

@@ -96,7 +96,8 @@ public func autocast<R>(
 
 // MARK: - Rounding tensors' elements and gradients
 
-/// Rounds Float or Double elements to `format` (a Double goes through Float: every format here is narrower).
+/// Rounds Float elements to `format`. Autocast runs on Float tensors only: a Double would be rounded twice
+/// (to Float, then to the format), which can break a tie the wrong way.
 func roundElements<Scalar: TensorScalar>(_ values: inout [Scalar], to format: NumberFormat) {
   guard format != .fp32 else { return }
   values.withUnsafeMutableBufferPointer { roundElements($0, to: format, census: nil) }
@@ -106,16 +107,9 @@ func roundElements<Scalar: TensorScalar>(_ values: inout [Scalar], to format: Nu
 func roundElements<Scalar: TensorScalar>(
   _ values: UnsafeMutableBufferPointer<Scalar>, to format: NumberFormat, census: GradientCensus?
 ) {
-  if Scalar.self == Float.self {
-    values.withMemoryRebound(to: Float.self) { floats in
-      if let census { census.count(floats, format) } else { format.round(floats) }
-    }
-  } else {
-    var floats = values.map { Float($0) }
-    floats.withUnsafeMutableBufferPointer { floats in
-      if let census { census.count(floats, format) } else { format.round(floats) }
-    }
-    for i in values.indices { values[i] = Scalar(floats[i]) }
+  precondition(Scalar.self == Float.self, "autocast to \(format) runs on Float tensors, not \(Scalar.self)")
+  values.withMemoryRebound(to: Float.self) { floats in
+    if let census { census.count(floats, format) } else { format.round(floats) }
   }
 }
 
@@ -151,10 +145,11 @@ extension Tensor {
 
 // MARK: - The gradient census
 
-/// What storing gradients in a low format loses, counted over every gradient element rounded during a step:
-/// how many were not zero before, how many of those became zero (underflow) or subnormal (kept, with fewer
-/// bits), and how many finite ones overflowed to infinity (or, in E4M3, saturated). Loss scaling exists to move
-/// the first two into the normal range without causing the third.
+/// What storing gradients in a low format loses, counted over every gradient element rounded during a step that
+/// was not zero and not already a value of the format (so that a gradient passed on unchanged, through a
+/// reshape or a residual sum, is counted once, where it was made): how many became zero (underflow), how many
+/// subnormal (kept, with fewer bits), and how many finite ones overflowed to infinity. Loss scaling exists to
+/// move the first two into the normal range without causing the third.
 public final class GradientCensus: @unchecked Sendable {
   public private(set) var elements = 0
   public private(set) var nonzero = 0
@@ -176,7 +171,9 @@ public final class GradientCensus: @unchecked Sendable {
     if recordsExponents {
       var bins = [Int](repeating: 0, count: Self.exponentRange.count)
       let (low, high) = (Self.exponentRange.lowerBound, Self.exponentRange.upperBound)
-      for x in values where x != 0 && x.isFinite { bins[min(max(Int(x.exponent), low), high) - low] += 1 }
+      for x in values where x != 0 && x.isFinite && format.round(x) != x {  // the elements `tally` counts
+        bins[min(max(Int(x.exponent), low), high) - low] += 1
+      }
       lock.lock()
       for i in bins.indices { exponents[i] += bins[i] }
       lock.unlock()
@@ -217,11 +214,13 @@ public final class GradientCensus: @unchecked Sendable {
         let after = round(before)
         values[i] = after
         let (b, a) = (before.bitPattern & 0x7FFF_FFFF, after.bitPattern & 0x7FFF_FFFF)
-        let counted: UInt32 = b &- 1 < infinity ? 1 : 0  // not zero, not NaN
+        // Counted: not zero, not NaN, and not a value of the format already (a gradient an op passes on as it
+        // is, a residual sum's, was counted where it was made).
+        let counted: UInt32 = (b &- 1 < infinity ? 1 : 0) & (before.bitPattern != after.bitPattern ? 1 : 0)
         nonzero &+= counted
         underflow &+= counted & (a == 0 ? 1 : 0)
-        subnormal &+= a &- 1 < smallest &- 1 ? 1 : 0
-        overflow &+= (b < infinity ? 1 : 0) & (a == infinity ? 1 : 0)
+        subnormal &+= counted & (a &- 1 < smallest &- 1 ? 1 : 0)
+        overflow &+= counted & (b < infinity ? 1 : 0) & (a == infinity ? 1 : 0)
       }
       totals.nonzero += Int(nonzero)
       totals.underflow += Int(underflow)

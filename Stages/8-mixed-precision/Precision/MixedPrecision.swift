@@ -172,7 +172,9 @@ public struct PrecisionConfig: Sendable, Equatable {
     switch lossScale ?? (precision == .fp16 ? "dynamic" : "none") {
     case "dynamic": .dynamic
     case "none": .none
-    case let number: .fixed(Double(number) ?? 1)
+    case let number:
+      // `checkLossScale` refused anything else before a config was made.
+      .fixed(Double(number) ?? { preconditionFailure("--loss-scale '\(number)' was not checked") }())
     }
   }
 
@@ -208,18 +210,23 @@ extension MixedPrecision {
     ]
   }
 
-  /// A checkpoint's scaler state, checked: a scale that is a positive finite number (a power of two times the
-  /// starting scale, for the dynamic mode), a count below the growth interval, and at most one skip per step.
-  func readScaler(_ reader: CheckpointReader, steps: Int) throws -> GradScaler {
+  /// A checkpoint's scaler state, checked: the mode's scale (a power of two for the dynamic mode, as it only
+  /// ever halves and doubles 2^16; the run's own for a fixed one; 1 without scaling), a count below the growth
+  /// interval, and at most one skip per step.
+  func readScaler(_ reader: CheckpointReader, step: Int) throws -> GradScaler {
     let text = try reader.text("loss_scale")
     guard let scale = Double(text), scale.isFinite, scale > 0 else {
       throw reader.error("metadata 'loss_scale' is '\(text)'; it must be a positive number")
     }
-    if case .fixed(let fixed) = scaler.mode, scale != fixed {
-      throw reader.error("metadata 'loss_scale' is \(text), but this run's --loss-scale is \(fixed)")
-    }
+    let expected: String? =
+      switch scaler.mode {
+      case .dynamic: scale.significand == 1 ? nil : "a power of two (the dynamic scale halves and doubles 2^16)"
+      case .fixed(let fixed): scale == fixed ? nil : "this run's --loss-scale \(fixed)"
+      case .none: scale == 1 ? nil : "1 (this run has --loss-scale none)"
+      }
+    if let expected { throw reader.error("metadata 'loss_scale' is \(text); it must be \(expected)") }
     let tracker = try reader.integer("loss_scale_growth_tracker", in: 0...(scaler.growthInterval - 1))
-    let skipped = try reader.integer("skipped_steps", in: 0...steps)
+    let skipped = try reader.integer("skipped_steps", in: 0...step)
     var restored = scaler
     restored.restore(scale: scale, growthTracker: tracker, skippedSteps: skipped)
     return restored
