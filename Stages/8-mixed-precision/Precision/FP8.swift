@@ -47,13 +47,6 @@ public final class FP8Recipe: @unchecked Sendable {
     self.margin = margin
   }
 
-  /// The scale state of one operand of the layer whose weight is `weight`.
-  public func scaling<Scalar>(_ role: Role, of weight: Tensor<Scalar>) -> Scaling {
-    lock.lock()
-    defer { lock.unlock() }
-    return scalings[Key(weight: ObjectIdentifier(weight), role: role)] ?? Scaling()
-  }
-
   /// `values` as the product sees them: each scaled by the operand's current scale, rounded to its fp8 format,
   /// and scaled back. With `update`, this use's amax joins the history and the scale is recomputed for the next.
   func quantize<Scalar: TensorScalar>(
