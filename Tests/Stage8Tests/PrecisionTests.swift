@@ -215,6 +215,95 @@ private func sameValue(_ a: Float, _ b: Float) -> Bool {
   }
 }
 
+// MARK: - 16-bit storage
+
+@Suite struct StorageTests {
+  /// x [4, 8] -> linear [4, 3] -> gelu -> sum, with W [3, 8].
+  static func chain(
+    _ x: Tensor<Float>, _ w: Tensor<Float>
+  ) -> (linear: Tensor<Float>, gelu: Tensor<Float>, sum: Tensor<Float>) {
+    let linear = x.linear(w, nil)
+    let gelu = linear.gelu()
+    return (linear, gelu, gelu.sum())
+  }
+
+  static func inputs() -> (Tensor<Float>, Tensor<Float>) {
+    var rng = SeededRNG(seed: 3)
+    return (
+      Tensor.normal([4, 8], rng: &rng, requiresGrad: true), Tensor.normal([3, 8], rng: &rng, requiresGrad: true)
+    )
+  }
+
+  @Test(arguments: [NumberFormat.bf16, .fp16])
+  func aResultTheGraphKeepsIsPackedInSixteenBits(_ format: NumberFormat) {
+    let (x, w) = Self.inputs()
+    let (linear, gelu, sum) = autocast(format) { Self.chain(x, w) }
+    for t in [linear, gelu] {
+      #expect(t.packed?.format == format && t.packed?.count == t.count)
+      #expect(t.storageBytes == 2 * t.count)
+      #expect(t.storage.allSatisfy { format.round($0) == $0 })
+    }
+    #expect(sum.packed == nil && sum.format == .fp32)
+    // The packed elements are the product of the operands cast to the format, accumulated in fp32, rounded once.
+    let cast = { (t: Tensor<Float>) in Tensor(format.rounded(t.storage), shape: t.shape) }
+    #expect(linear.storage == format.rounded(cast(x).linear(cast(w), nil).storage))
+    // A reshape shares the packed buffer; reading one element does not unpack the rest.
+    let reshaped = autocast(format) { linear.reshape([12]) }
+    #expect(
+      reshaped.packed.map { r in
+        linear.packed!.bits.withUnsafeBufferPointer { $0.baseAddress }
+          == r.bits.withUnsafeBufferPointer { $0.baseAddress }
+      } == true)
+    #expect(linear[2, 1] == linear.storage[7] && reshaped.storage == linear.storage)
+  }
+
+  @Test func aResultNothingKeepsIsRoundedInPlaceNotPacked() {
+    let (x, w) = Self.inputs()
+    let y = noGrad { autocast(.bf16) { x.linear(w, nil) } }
+    #expect(y.packed == nil && y.format == .bf16)
+    #expect(y.storage.allSatisfy { BFloat16.rounded($0) == $0 })
+  }
+
+  /// The ledger's kept bytes of the chain: fp32 keeps linear's 12 Floats, GELU's 12 and its tanh (12 more), and
+  /// the sum's one; bf16 keeps linear's and GELU's 12 in 2 bytes each, and GELU computes tanh again in backward.
+  @Test func theGraphKeepsHalfTheBytesInBF16() {
+    let (x, w) = Self.inputs()
+    #expect(keptBytes(Self.chain(x, w).sum) == 4 * (12 + 12 + 12 + 1))
+    #expect(keptBytes(autocast(.bf16) { Self.chain(x, w).sum }) == 2 * 12 + 2 * 12 + 4)
+  }
+
+  /// GELU under autocast, computing tanh again in backward from its packed input, gives the gradient the fp32 op
+  /// gives on the same input values, rounded to bf16 (the input's format).
+  @Test func geluComputesItsTanhAgainToTheSameGradient() {
+    var rng = SeededRNG(seed: 4)
+    let values = (0..<64).map { _ in BFloat16.rounded(Float(rng.normal(std: 2))) }
+    let reference = Tensor(values, shape: [64], requiresGrad: true)
+    reference.gelu().sum().backward()
+    // A bf16 leaf that joins the graph, as MixedPrecision makes a weight.
+    let low = Tensor(values, shape: [64], requiresGrad: true)
+    _ = MixedPrecision(PrecisionConfig(.bf16), parameters: [low])
+    let y = autocast(.bf16) { low.gelu() }
+    #expect(low.packed != nil && y.packed != nil && y.savedBytes == 0)
+    autocast(.bf16) { y.sum() }.backward()
+    #expect(low.gradStorage! == reference.gradStorage!.map { BFloat16.rounded($0) })
+  }
+
+  /// MixedPrecision's working copy is packed, stays packed after a step, and its masters are fp32.
+  @Test func theWeightsWorkingCopyIsPackedAndTheMastersAreNot() throws {
+    let trainer = tinyTrainer { $0.precision = PrecisionConfig(.bf16) }
+    for _ in 0..<2 { try trainer.runStep() }
+    let mixed = trainer.mixedPrecision!
+    for p in trainer.parameters {
+      #expect(p.packed?.format == .bf16 && p.storageBytes == 2 * p.count)
+      #expect(p.storage == mixed.master(of: p).map { BFloat16.rounded($0) })
+    }
+    let fp32 = FormatLedger.measure(tinyTrainer())
+    let bf16 = FormatLedger.measure(trainer)
+    #expect(bf16.weights * 2 == fp32.weights && bf16.masters == fp32.weights)
+    #expect(bf16.activations < fp32.activations * 7 / 10, "\(bf16.activations) of \(fp32.activations)")
+  }
+}
+
 // MARK: - The loss scaler
 
 @Suite struct GradScalerTests {

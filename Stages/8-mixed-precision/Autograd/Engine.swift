@@ -15,8 +15,28 @@ import Support
 /// A tensor is a class, like PyTorch's: a parameter is one object that the model, the optimizer and the graph
 /// all share, and an in-place update of it is seen by all of them.
 public final class Tensor<Scalar: TensorScalar> {
-  /// The elements, row-major.
-  public internal(set) var storage: [Scalar]
+  /// The elements, row-major. Since stage 8 they are held in one of two ways: as Scalars (`wide`), or, for a
+  /// tensor whose format is bf16 or fp16, 16 bits each (`packed`), which halves its memory. Reading `storage` of a
+  /// packed tensor unpacks a copy (exactly: every 16-bit value is a Float); writing it, or changing it in place,
+  /// stores the elements as Scalars again.
+  public internal(set) var storage: [Scalar] {
+    get { packed == nil ? wide : unpacked() }
+    set {
+      wide = newValue
+      packed = nil
+    }
+    _modify {
+      if packed != nil {
+        wide = unpacked()
+        packed = nil
+      }
+      yield &wide
+    }
+  }
+  /// The elements as Scalars; empty while they are `packed`.
+  private var wide: [Scalar]
+  /// The elements in 16 bits; nil while they are `wide`.
+  public private(set) var packed: PackedElements?
   /// The size along each axis; [] for a single number.
   public let shape: [Int]
   /// d(output)/d(self) after `backward()`, row-major like `storage`; nil until a backward pass reaches the tensor.
@@ -36,19 +56,30 @@ public final class Tensor<Scalar: TensorScalar> {
   var visited = false
   /// Whether backward keeps this result's gradient after passing it on (see `retainGrad`).
   public private(set) var retainsGrad = false
-  /// The format the elements and the gradient are stored in (stage 8): fp32, or under `autocast` a 16- or 8-bit
-  /// format whose values `storage` holds exactly, rounded as 16-bit storage would hold them. A parameter's is set
+  /// The format the elements and the gradient hold values of (stage 8): fp32, or under `autocast` a 16- or 8-bit
+  /// format. A bf16 or fp16 tensor's elements are `packed` in 16 bits (a parameter's working copy, a result the
+  /// graph keeps); its gradient is a Float buffer rounded to the format after every addition. A parameter's is set
   /// by `MixedPrecision`; an op's result's by the autocast policy (Precision/Autocast.swift).
   public internal(set) var format = NumberFormat.fp32
+  /// Bytes the op that made this tensor keeps for its backward besides its inputs and its own elements (attention's
+  /// weights, LayerNorm's statistics): with `storageBytes`, what the memory ledger counts (`keptBytes`).
+  public internal(set) var savedBytes = 0
   /// Where rounding this tensor's gradient to `format` counts what it loses (the mixed-precision run's); nil: uncounted.
   var census: GradientCensus?
 
   /// A leaf tensor: data, an input, or a parameter (`requiresGrad: true`).
-  public init(_ storage: [Scalar], shape: [Int], requiresGrad: Bool = false) {
+  public convenience init(_ storage: [Scalar], shape: [Int], requiresGrad: Bool = false) {
+    self.init(wide: storage, packed: nil, shape: shape, requiresGrad: requiresGrad)
+  }
+
+  /// A leaf holding `wide` elements, or `packed` ones (then `wide` is empty).
+  init(wide: [Scalar], packed: PackedElements?, shape: [Int], requiresGrad: Bool = false) {
+    let count = packed?.count ?? wide.count
     precondition(shape.allSatisfy { $0 >= 0 }, "Tensor: negative size in shape \(shape)")
-    precondition(
-      storage.count == elementCount(shape), "Tensor: \(storage.count) elements do not fill shape \(shape)")
-    self.storage = storage
+    precondition(count == elementCount(shape), "Tensor: \(count) elements do not fill shape \(shape)")
+    precondition(packed == nil || Scalar.self == Float.self, "Tensor: 16-bit elements are Floats'")
+    self.wide = wide
+    self.packed = packed
     self.shape = shape
     self.requiresGrad = requiresGrad
     self.parents = []
@@ -58,8 +89,15 @@ public final class Tensor<Scalar: TensorScalar> {
   /// The result of operation `op` on `parents`. It joins the graph (keeps its parents and `backward`) only when a
   /// gradient can flow through it: grad mode is on and some parent requires grad. Otherwise it is a plain leaf
   /// and the parents can be freed as soon as nothing else holds them.
-  init(_ storage: [Scalar], shape: [Int], op: String, parents: [Tensor], backward: @escaping (Tensor) -> Void) {
-    self.storage = storage
+  ///
+  /// Under autocast (stage 8) the policy picks the result's format, and a bf16 or fp16 result that joins the graph
+  /// is packed into 16 bits here. `packed` gives a result whose elements are already packed (a reshape's, which shares its input's).
+  init(
+    _ storage: [Scalar], packed: PackedElements? = nil, shape: [Int], op: String, parents: [Tensor],
+    backward: @escaping (Tensor) -> Void
+  ) {
+    self.wide = storage
+    self.packed = packed
     self.shape = shape
     self.op = op
     OpProfiler.current?.forwardEnded(op)
@@ -72,13 +110,51 @@ public final class Tensor<Scalar: TensorScalar> {
       self.parents = []
     }
     if let autocast = Autocast.current {
-      format = autocast.storeResult(of: op, parents: parents, &self.storage)
-      if format != .fp32 { census = autocast.census }
+      format = autocast.resultFormat(of: op, parents: parents)
+      if format != .fp32 {
+        census = autocast.census
+        // Packed when the graph keeps the result for backward. One it does not keep (under noGrad, in an
+        // evaluation) lives only until the next op reads it, which would have to unpack a copy: it is rounded in
+        // place instead, to the same values (and so is an 8-bit scope's).
+        if format.bits == 16 && requiresGrad {
+          pack()
+        } else if packed == nil && !Autocast.movingOps.contains(op) {
+          roundElements(&wide, to: format)
+        }
+      }
     }
   }
 
   /// How many elements.
-  public var count: Int { storage.count }
+  public var count: Int { packed?.count ?? wide.count }
+
+  /// Bytes the elements take (16-bit ones 2 each).
+  public var storageBytes: Int { packed != nil ? 2 * count : count * MemoryLayout<Scalar>.size }
+
+  /// Stores the elements in 16 bits, rounded, when the tensor's format is bf16 or fp16 (and they are Floats).
+  func pack() {
+    guard packed == nil, format.bits == 16 else { return }
+    precondition(Scalar.self == Float.self, "autocast to \(format) runs on Float tensors, not \(Scalar.self)")
+    packed = wide.withUnsafeBufferPointer {
+      $0.withMemoryRebound(to: Float.self) { PackedElements($0, format: format) }
+    }
+    wide = []
+  }
+
+  /// The packed elements as Scalars (Floats).
+  private func unpacked() -> [Scalar] {
+    let packed = packed!
+    return [Scalar](unsafeUninitializedCapacity: packed.count) { out, written in
+      out.withMemoryRebound(to: Float.self) { packed.unpack(into: $0) }
+      written = packed.count
+    }
+  }
+
+  /// Element `offset` of the row-major storage, without unpacking the rest.
+  func element(_ offset: Int) -> Scalar {
+    guard let packed else { return wide[offset] }
+    return Scalar(packed[offset])
+  }
   /// How many axes.
   public var rank: Int { shape.count }
   /// Not produced by a recorded operation: an input, a parameter, a constant, or anything made under `noGrad`.
@@ -105,7 +181,7 @@ public final class Tensor<Scalar: TensorScalar> {
 
   /// The same numbers as a new leaf, cut off from the graph: no gradient flows back through it.
   /// The storage is shared until one of them is written (Swift arrays copy on write).
-  public func detach() -> Tensor { Tensor(storage, shape: shape) }
+  public func detach() -> Tensor { Tensor(wide: wide, packed: packed, shape: shape) }
 
   /// Adds into this tensor's gradient (made as zeros on first use), if it requires grad.
   /// A gradient stored in 16 or 8 bits is rounded to its format after every addition (`roundGradient`).

@@ -9,14 +9,15 @@ import Support
 
 extension Tensor {
   /// y = f(x) elementwise, with dy/dx = derivative(x, y) (whichever of the two is cheaper to use).
+  /// Backward reads x and y from the tensors (the graph keeps both), as they are stored: under autocast (stage 8)
+  /// that is in 16 bits, as PyTorch saves them.
   @inline(__always)
   func unary(
     _ op: String, _ f: (Scalar) -> Scalar, derivative: @escaping (_ x: Scalar, _ y: Scalar) -> Scalar
   ) -> Tensor {
-    let x = storage
-    let y = mapKernel(x, f)
+    let y = mapKernel(storage, f)
     return Tensor(y, shape: shape, op: op, parents: [self]) { out in
-      let dy = out.gradStorage!
+      let (dy, x, y) = (out.gradStorage!, self.storage, out.storage)
       self.addToGrad { g in
         for i in g.indices { g[i] += dy[i] * derivative(x[i], y[i]) }
       }
@@ -40,33 +41,46 @@ extension Tensor {
   /// GELU in GPT-2's tanh form: 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3). One op that computes tanh
   /// once (see `geluForward` in Shared/Kernels) and keeps it for backward:
   /// d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2).
+  /// Under autocast (stage 8) it keeps only its 16-bit input and computes t again in backward: an fp32 t would
+  /// take twice the memory the packed input saves.
   public func gelu() -> Tensor {
-    let (x, n) = (storage, count)
+    let n = count
     let (y, t): ([Scalar], [Scalar]) = makeArrays(n, n) { y, t in
-      x.withUnsafeBufferPointer { x in geluForward(x.start, y, t, count: n) }
+      storage.withUnsafeBufferPointer { x in geluForward(x.start, y, t, count: n) }
     }
-    return Tensor(y, shape: shape, op: "gelu", parents: [self]) { out in
-      let dy = out.gradStorage!
+    let kept = keepsAuxiliary(t, op: "gelu")
+    let result = Tensor(y, shape: shape, op: "gelu", parents: [self]) { out in
+      let (x, dy) = (self.storage, out.gradStorage!)
+      let t = kept ?? makeArrays(n, n) { y, t in x.withUnsafeBufferPointer { geluForward($0.start, y, t, count: n) } }.1
       self.accumulateGrad(
         makeArray(n) { dx in withPointers(x, t, dy) { x, t, dy in geluBackward(x, t, dy, dx, count: n) } })
     }
+    result.savedBytes = kept.map { $0.count * MemoryLayout<Scalar>.size } ?? 0
+    return result
   }
 
   /// GELU in its exact form: x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), Phi the standard normal's distribution
   /// function, as Hugging Face's BERT computes it. d/dx = Phi(x) + x phi(x), phi(x) = e^(-x^2 / 2) / sqrt(2 pi) the
   /// density. The tanh form above approximates it to within 5e-4 (4.7e-4 near x = -2.7); a checkpoint trained with
   /// one form and run with the other is slightly off, which is why Hugging Face's configs name the form ("gelu" is
-  /// this one, "gelu_new" the tanh). One op that keeps Phi(x) for backward (`geluErfForward` in Shared/Kernels).
+  /// this one, "gelu_new" the tanh). One op that keeps Phi(x) for backward (`geluErfForward` in Shared/Kernels), or
+  /// under autocast computes it again, as `gelu` does t.
   public func geluErf() -> Tensor {
-    let (x, n) = (storage, count)
+    let n = count
     let (y, cdf): ([Scalar], [Scalar]) = makeArrays(n, n) { y, cdf in
-      x.withUnsafeBufferPointer { x in geluErfForward(x.start, y, cdf, count: n) }
+      storage.withUnsafeBufferPointer { x in geluErfForward(x.start, y, cdf, count: n) }
     }
-    return Tensor(y, shape: shape, op: "geluErf", parents: [self]) { out in
-      let dy = out.gradStorage!
+    let kept = keepsAuxiliary(cdf, op: "geluErf")
+    let result = Tensor(y, shape: shape, op: "geluErf", parents: [self]) { out in
+      let (x, dy) = (self.storage, out.gradStorage!)
+      let cdf =
+        kept
+        ?? makeArrays(n, n) { y, cdf in x.withUnsafeBufferPointer { geluErfForward($0.start, y, cdf, count: n) } }.1
       self.accumulateGrad(
         makeArray(n) { dx in withPointers(x, cdf, dy) { x, cdf, dy in geluErfBackward(x, cdf, dy, dx, count: n) } })
     }
+    result.savedBytes = kept.map { $0.count * MemoryLayout<Scalar>.size } ?? 0
+    return result
   }
 }
 
@@ -204,7 +218,8 @@ extension Tensor {
     let take = expand(condition.storage, condition.shape, to: shape).map { $0 != 0 }
     let (sa, sb) = (broadcastStrides(a.shape, to: shape), broadcastStrides(b.shape, to: shape))
     var y = [Scalar](repeating: 0, count: take.count)
-    forEachOffset(shape, sa, sb) { i, j, k in y[i] = take[i] ? a.storage[j] : b.storage[k] }
+    let (av, bv) = (a.storage, b.storage)
+    forEachOffset(shape, sa, sb) { i, j, k in y[i] = take[i] ? av[j] : bv[k] }
     return Tensor(y, shape: shape, op: "where", parents: [a, b]) { out in
       let dy = out.gradStorage!
       a.addToGrad { g in forEachOffset(shape, sa, sb) { i, j, _ in if take[i] { g[j] += dy[i] } } }
@@ -374,8 +389,9 @@ extension Tensor {
     let indexShape = indexShape ?? [indices.count]
     precondition(elementCount(indexShape) == indices.count, "gatherRows: \(indices.count) indices for \(indexShape)")
     var y = [Scalar](repeating: 0, count: indices.count * width)
+    let table = storage
     for (r, index) in indices.enumerated() {
-      for j in 0..<width { y[r * width + j] = storage[index * width + j] }
+      for j in 0..<width { y[r * width + j] = table[index * width + j] }
     }
     return Tensor(y, shape: indexShape + shape.dropFirst(), op: "gatherRows", parents: [self]) { out in
       let dy = out.gradStorage!

@@ -60,13 +60,13 @@ extension Tensor {
       precondition((0..<shape[axis]).contains(i), "subscript: index \(index) out of range for shape \(shape)")
       offset += i * stride
     }
-    return storage[offset]
+    return element(offset)
   }
 
   /// The only element of a one-element tensor (PyTorch's `.item()`).
   public var item: Scalar {
     precondition(count == 1, "item: the tensor has shape \(shape), not one element")
-    return storage[0]
+    return element(0)
   }
 }
 
@@ -74,7 +74,8 @@ extension Tensor {
 
 extension Tensor {
   /// The same elements in another shape with the same count; one size may be -1 (inferred). No element moves:
-  /// row-major storage reads the same in any shape, so only the shape changes (the array is shared, not copied).
+  /// row-major storage reads the same in any shape, so only the shape changes (the array is shared, not copied,
+  /// and 16-bit elements stay packed).
   public func reshape(_ newShape: [Int]) -> Tensor {
     var target = newShape
     if let hole = newShape.firstIndex(of: -1) {
@@ -84,7 +85,8 @@ extension Tensor {
     }
     precondition(
       target.allSatisfy { $0 >= 0 } && elementCount(target) == count, "reshape: \(shape) cannot become \(newShape)")
-    return Tensor(storage, shape: target, op: "reshape", parents: [self]) { out in
+    return Tensor(packed == nil ? storage : [], packed: packed, shape: target, op: "reshape", parents: [self]) {
+      out in
       self.accumulateGrad(out.gradStorage!)
     }
   }
@@ -98,7 +100,8 @@ extension Tensor {
     let readStrides = axes.map { own[$0] }  // stepping along result axis k steps along source axis axes[k]
     let write = contiguousStrides(newShape)
     var y = [Scalar](repeating: 0, count: count)
-    forEachOffset(newShape, readStrides, write) { _, from, to in y[to] = storage[from] }
+    let x = storage
+    forEachOffset(newShape, readStrides, write) { _, from, to in y[to] = x[from] }
     return Tensor(y, shape: newShape, op: "permute", parents: [self]) { out in
       let dy = out.gradStorage!
       self.addToGrad { g in forEachOffset(newShape, readStrides, write) { _, from, to in g[from] += dy[to] } }
@@ -140,8 +143,9 @@ extension Tensor {
     var y = [Scalar](repeating: 0, count: outer * total)
     var start = 0
     for (t, run) in zip(tensors, runs) {
+      let x = t.storage
       for o in 0..<outer {
-        for j in 0..<run { y[o * total + start + j] = t.storage[o * run + j] }
+        for j in 0..<run { y[o * total + start + j] = x[o * run + j] }
       }
       start += run
     }
@@ -192,7 +196,7 @@ extension Tensor: CustomStringConvertible {
       return text + String(repeating: "0", count: Swift.max(0, 4 - decimals))
     }
     func render(_ axis: Int, _ offset: Int) -> String {
-      if axis == rank { return format(storage[offset]) }
+      if axis == rank { return format(element(offset)) }
       let size = shape[axis]
       let stride = strides[axis]
       let shown = size > 6 ? Array(0..<3) + [-1] + Array((size - 3)..<size) : Array(0..<size)

@@ -24,6 +24,7 @@ struct BenchCommand: ParsableCommand {
   var parallel = false
   @Flag(help: "Only the mixed-precision figures: the step in each format against fp32's, and the conversions.")
   var formats = false
+  @Option(help: .hidden) var memoryOf: Precision?  // --formats runs itself with it, once per format
   @OptionGroup var kernelOptions: KernelOptions
   @OptionGroup var launch: LaunchOptions
 
@@ -44,6 +45,7 @@ struct BenchCommand: ParsableCommand {
   func run() throws {
     kernelOptions.apply()
     if parallel { return try ParallelBench(launch: launch, seconds: seconds).run() }
+    if let memoryOf { return try PrecisionBench.memoryChild(memoryOf) }
     if formats { return try PrecisionBench(seconds: seconds).run() }
     if let hf {
       let clock = Stopwatch()
@@ -283,10 +285,7 @@ final class StepBench {
     profiler?.mark()
     let logits = model(tokens, batch: batch).reshape([-1, config.vocabulary])
     let loss = crossEntropyLoss(logits: logits, labels: targets)
-    if activationBytes == 0 {
-      let kept = loss.topologicalOrder().filter { !$0.parents.isEmpty }
-      activationBytes = kept.reduce(0) { $0 + $1.storage.count * MemoryLayout<Float>.size }
-    }
+    if activationBytes == 0 { activationBytes = keptBytes(loss) }
     loss.backward()
     profiler?.mark()
     clipGradNorm(parameters, maxNorm: 1)
@@ -297,7 +296,7 @@ final class StepBench {
   }
 
   /// Where the step's memory goes: parameters, gradients and AdamW's two moments (4 bytes each per parameter),
-  /// the outputs of every op in the graph, which backward reads; and what the process's peak holds beyond them.
+  /// what the graph keeps for backward (`keptBytes`); and what the process's peak holds beyond them.
   func printLedger() {
     let megabytes = { (bytes: Int) in String(format: "%.1f MB", Double(bytes) / 1e6) }
     let parameterBytes = model.parameterCount * MemoryLayout<Float>.size

@@ -256,29 +256,29 @@ struct CompareCommand: ParsableCommand {
   }
 }
 
-/// Bytes each part of a training run takes with every part at its format's width.
+/// Bytes each part of a training run takes, as its buffers are stored: the weights' working copy (2 bytes an
+/// element packed in 16 bits), the fp32 masters, the gradients (fp32 buffers: the parameters' gradients hold
+/// what the micro-batches add up, as Megatron's main_grad does), AdamW's two fp32 moments, and what one
+/// micro-batch's graph keeps for backward (`keptBytes`).
 struct FormatLedger {
   let weights: Int
   let masters: Int
   let gradients: Int
   let optimizer: Int
-  /// What one micro-batch's graph holds for backward: the elements of every op's result, at its format's width.
   let activations: Int
 
   static func measure(_ trainer: Trainer) -> FormatLedger {
     let count = trainer.parameters.reduce(0) { $0 + $1.count }
     let mixed = trainer.mixedPrecision
-    let width = mixed?.format.bytes ?? 4
     // One forward of a training batch, its graph walked and dropped (the sampler's stream is not touched).
     let sampler = WindowSampler(
       tokens: trainer.train, context: trainer.config.context, batchSize: trainer.config.batchSize, order: .random,
       seed: 0)
     let (inputs, targets) = sampler.nextBatch()
-    let loss = trainer.loss(inputs, targets)
-    let activations = loss.topologicalOrder().filter { !$0.isLeaf }.reduce(0) { $0 + $1.count * $1.format.bytes }
     return FormatLedger(
-      weights: count * width, masters: mixed?.config.masterWeights == true ? count * 4 : 0,
-      gradients: count * width, optimizer: count * 8, activations: activations)
+      weights: trainer.parameters.reduce(0) { $0 + $1.storageBytes },
+      masters: mixed?.config.masterWeights == true ? count * 4 : 0, gradients: count * 4, optimizer: count * 8,
+      activations: keptBytes(trainer.loss(inputs, targets)))
   }
 }
 

@@ -50,6 +50,57 @@ struct PrecisionBench {
           median(ratios), ratios.min()!, ratios.max()!))
     }
     conversions()
+    try memory()
+  }
+
+  /// nanoGPT's Shakespeare model, where the activations are most of the memory.
+  static let memoryModel = (context: 256, layers: 6, heads: 6, width: 384, batch: 8, steps: 3)
+
+  /// The memory of a few training steps of `memoryModel` in each format, each run in a process of its own so that
+  /// its peak resident memory is its own: the ledger of its buffers and the peak the kernel measured.
+  func memory() throws {
+    let m = Self.memoryModel
+    print(
+      "memory of \(m.steps) training steps, nanoGPT's Shakespeare model (batch \(m.batch), context \(m.context), "
+        + "\(m.layers) layers, width \(m.width)), each format in a process of its own:")
+    print("  run      weights  masters  gradients  optimizer  activations   ledger  peak RSS")
+    var fp32Peak = 0.0
+    for precision in Self.formats {
+      let child = Process()
+      child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
+      child.arguments = ["bench", "--memory-of", precision.rawValue]
+      let pipe = Pipe()
+      child.standardOutput = pipe
+      try child.run()
+      let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+      child.waitUntilExit()
+      let fields = output.split(whereSeparator: \.isWhitespace).compactMap { Double($0) }
+      guard child.terminationStatus == 0, fields.count == 6 else {
+        throw UserError("bench: the \(precision.rawValue) memory run failed (status \(child.terminationStatus))")
+      }
+      if precision == .fp32 { fp32Peak = fields[5] }
+      let columns = zip(fields[0..<5] + [fields[0..<5].reduce(0, +), fields[5]], [9, 9, 11, 11, 13, 9, 10])
+      print(
+        "  " + precision.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0)
+          + columns.map { String(format: "%.0f MB", $0 / 1e6).leftPadded($1) }.joined()
+          + String(format: ", %.2fx fp32's", fields[5] / fp32Peak))
+    }
+  }
+
+  /// The child of `memory`: prints the ledger's five parts and the peak resident memory, in bytes.
+  static func memoryChild(_ precision: Precision) throws {
+    let m = memoryModel
+    var config = TrainConfig()
+    (config.context, config.layers, config.heads, config.width, config.batchSize) =
+      (m.context, m.layers, m.heads, m.width, m.batch)
+    config.precision = PrecisionConfig(precision)
+    var rng = SeededRNG(seed: 8)
+    let tokens = TokenFile((0..<20_000).map { _ in Int(rng.next() % 65) })
+    let trainer = Trainer(config, tokenizer: CharTokenizer(corpus: benchAlphabet), train: tokens, val: tokens)
+    for _ in 0..<m.steps { try trainer.runStep() }
+    let ledger = FormatLedger.measure(trainer)
+    let parts = [ledger.weights, ledger.masters, ledger.gradients, ledger.optimizer, ledger.activations]
+    print((parts + [peakResidentBytes()]).map(String.init).joined(separator: " "))
   }
 
   /// Rounding 16M floats (64 MB) in place to each format against copying them, in GB/s of fp32 read.

@@ -72,16 +72,20 @@ public struct MemoryLedger: Sendable, Equatable {
   public var total: Int { parameters + gradients + optimizer + activations }
 }
 
-/// Bytes of the results a graph keeps for backward: every op's output that has inputs to pass a gradient to, each
-/// buffer once (a reshape's result shares its input's storage). Not counted: what an op keeps inside its backward
-/// closure rather than as a result, such as the fused attention's probabilities (B x H x T x T numbers per layer).
+/// Bytes a graph keeps for backward: the elements of every op's result that has inputs to pass a gradient to, as
+/// they are stored (4 bytes a Float, 2 packed in 16 bits since stage 8), each buffer once (a reshape's result
+/// shares its input's), and what the ops keep besides their tensors (`savedBytes`: the fused attention's weights,
+/// B x H x T x T numbers per layer, LayerNorm's statistics, the loss's gradient).
 func keptBytes(_ output: Tensor<Float>) -> Int {
   var seen = Set<UnsafeRawPointer>()
   var bytes = 0
   for node in output.topologicalOrder() where !node.parents.isEmpty {
-    let buffer = node.storage.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress) }
+    bytes += node.savedBytes
+    let buffer =
+      node.packed.map { $0.bits.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress) } }
+      ?? node.storage.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress) }
     if let buffer, !seen.insert(buffer).inserted { continue }
-    bytes += node.count * MemoryLayout<Float>.size
+    bytes += node.storageBytes
   }
   return bytes
 }

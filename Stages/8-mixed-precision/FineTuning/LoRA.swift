@@ -55,10 +55,11 @@ public final class LoRA<Scalar: TensorScalar>: Module {
   public func delta() -> [Scalar] {
     let (outputs, rank, inputs) = (b.shape[0], a.shape[0], a.shape[1])
     var result = [Scalar](repeating: 0, count: outputs * inputs)
+    let (a, b) = (a.storage, b.storage)
     for o in 0..<outputs {
       for i in 0..<inputs {
         var sum = 0.0
-        for k in 0..<rank { sum += Double(b.storage[o * rank + k]) * Double(a.storage[k * inputs + i]) }
+        for k in 0..<rank { sum += Double(b[o * rank + k]) * Double(a[k * inputs + i]) }
         result[o * inputs + i] = Scalar(sum * Double(scale))
       }
     }

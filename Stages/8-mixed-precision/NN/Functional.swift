@@ -53,7 +53,7 @@ extension Tensor {
     // scales move after each use. Nothing may hold on to forward's arrays otherwise: ZeRO 3 lets a weight go after
     // forward and gathers it again for backward.
     let casts = fp8 == nil ? nil : (xs, ws)
-    return Tensor(
+    let result = Tensor(
       y, shape: Array(shape.dropLast()) + [outputs], op: "linear", parents: [x, weight] + (bias.map { [$0] } ?? [])
     ) {
       out in
@@ -92,6 +92,8 @@ extension Tensor {
         }
       }
     }
+    result.savedBytes = casts.map { ($0.0.count + $0.1.count) * MemoryLayout<Scalar>.size } ?? 0
+    return result
   }
 
   /// Layer normalisation over the last axis: each vector v becomes (v - mean) / sqrt(var + eps) * gamma + beta,
@@ -104,16 +106,16 @@ extension Tensor {
     precondition(gamma == nil || gamma!.shape == [n], "layerNorm: gamma \(gamma!.shape) for last axis \(n)")
     precondition(beta == nil || beta!.shape == [n], "layerNorm: beta \(beta!.shape) for last axis \(n)")
     let (x, rows) = (self, count / n)
-    let gains = gamma?.storage ?? [Scalar](repeating: 1, count: n)
-    let shifts = beta?.storage ?? [Scalar](repeating: 0, count: n)
+    let ones = [Scalar](repeating: 1, count: n)
     let (y, mean, rstd): ([Scalar], [Scalar], [Scalar]) = makeArrays(count, rows, rows) { y, mean, rstd in
-      withPointers(storage, gains, shifts) { x, gamma, beta in
+      withPointers(storage, gamma?.storage ?? ones, beta?.storage ?? [Scalar](repeating: 0, count: n)) {
+        x, gamma, beta in
         layerNormForward(x, gamma: gamma, beta: beta, y, mean: mean, rstd: rstd, rows: rows, n: n, eps: eps)
       }
     }
     let parents = [x] + [gamma, beta].compactMap { $0 }
-    return Tensor(y, shape: shape, op: "layerNorm", parents: parents) { out in
-      let dy = out.gradStorage!
+    let result = Tensor(y, shape: shape, op: "layerNorm", parents: parents) { out in
+      let (dy, gains) = (out.gradStorage!, gamma?.storage ?? ones)
       let (dx, dgamma, dbeta): ([Scalar], [Scalar], [Scalar]) = makeArrays(x.count, n, n) { dx, dgamma, dbeta in
         withPointers(x.storage, dy, gains, mean, rstd) { x, dy, gamma, mean, rstd in
           layerNormBackward(
@@ -124,6 +126,8 @@ extension Tensor {
       gamma?.accumulateGrad(dgamma)
       beta?.accumulateGrad(dbeta)
     }
+    result.savedBytes = (mean.count + rstd.count + ones.count) * MemoryLayout<Scalar>.size
+    return result
   }
 
   /// `layerNorm` composed from plain ops, its definition: five ops and their backward closures instead of one.

@@ -60,10 +60,12 @@ public func crossEntropyLoss<Scalar>(
     }
   }
   let scale = 1 / Scalar(sums.counted)  // no counted row: 0/0, NaN, as in PyTorch
-  return Tensor([sums.loss * scale], shape: [], op: "crossEntropy", parents: [logits]) { out in
+  let loss = Tensor([sums.loss * scale], shape: [], op: "crossEntropy", parents: [logits]) { out in
     let dy = out.gradStorage![0] * scale
     logits.addToGrad { g in for i in g.indices { g[i] += dy * dlogits[i] } }
   }
+  loss.savedBytes = dlogits.count * MemoryLayout<Scalar>.size
+  return loss
 }
 
 /// `crossEntropyLoss` composed from plain ops, its definition: the mean over the counted rows of

@@ -464,7 +464,7 @@ public final class DataParallel {
     let size = MemoryLayout<Scalar>.stride
     var ledger = ParallelLedger()
     ledger.weights =
-      parameters.reduce(0) { $0 + $1.storage.count } * size + ownWeights.reduce(0) { $0 + $1.values.count } * size
+      parameters.reduce(0) { $0 + $1.storageBytes } + ownWeights.reduce(0) { $0 + $1.values.count } * size
     ledger.gradients =
       (zero.shardsGradients
         ? ownGradients.reduce(0) { $0 + $1.values.count }

@@ -52,29 +52,25 @@ public final class Autocast: @unchecked Sendable {
     "reshape", "permute", "slice", "split", "concatenate", "gatherRows", "gather", "maskedFill", "where", "f", "g",
   ]
 
-  /// The format an op's result is stored in, by the policy; rounds `storage` to it.
-  func storeResult<Scalar: TensorScalar>(
-    of op: String, parents: [Tensor<Scalar>], _ storage: inout [Scalar]
-  )
-    -> NumberFormat
-  {
-    let result: NumberFormat
-    if Self.lowPrecisionOps.contains(op) {
-      result = format
-    } else if Self.fp32Ops.contains(op) {
-      result = .fp32
-    } else {
-      // The widest of the inputs', leaving out constant plain numbers. Two different low formats meet in fp32.
-      let formats = Set(parents.filter { !($0.count == 1 && $0.isLeaf && !$0.requiresGrad) }.map(\.format))
-      result = formats.count == 1 ? formats.first! : .fp32
-    }
-    if result != .fp32 && !Self.movingOps.contains(op) { roundElements(&storage, to: result) }
+  /// The format an op's result is stored in, by the policy (and, while `recording`, logged). The result's
+  /// elements are then packed into 16 bits (Autograd/Engine.swift) or, in an 8-bit scope, rounded.
+  func resultFormat<Scalar: TensorScalar>(of op: String, parents: [Tensor<Scalar>]) -> NumberFormat {
+    let result = policy(op, parents)
     if log != nil {
       lock.lock()
       log?.append((op, result))
       lock.unlock()
     }
     return result
+  }
+
+  /// The policy: the format of `op`'s result on `parents`.
+  func policy<Scalar: TensorScalar>(_ op: String, _ parents: [Tensor<Scalar>]) -> NumberFormat {
+    if Self.lowPrecisionOps.contains(op) { return format }
+    if Self.fp32Ops.contains(op) { return .fp32 }
+    // The widest of the inputs', leaving out constant plain numbers. Two different low formats meet in fp32.
+    let formats = Set(parents.filter { !($0.count == 1 && $0.isLeaf && !$0.requiresGrad) }.map(\.format))
+    return formats.count == 1 ? formats.first! : .fp32
   }
 
   /// What ran in which format while `recording`.
@@ -126,6 +122,15 @@ extension Tensor {
     var copy = storage
     roundElements(&copy, to: low)
     return copy
+  }
+
+  /// What an op on this tensor keeps for its backward besides the tensors (`values`, such as GELU's tanh): kept
+  /// outside autocast, nil under it when the op's result is stored in a low format. The op then computes them
+  /// again in backward from its 16-bit input, as PyTorch's autocast GELU does, rather than keep fp32 numbers that
+  /// would take twice the memory the packed input saves.
+  func keepsAuxiliary(_ values: [Scalar], op: String) -> [Scalar]? {
+    guard let scope = Autocast.current, scope.policy(op, [self]) != .fp32 else { return values }
+    return nil
   }
 
   /// Adds a product's gradient for this input: into the gradient directly outside autocast (`body` adds to what

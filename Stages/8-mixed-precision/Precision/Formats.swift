@@ -8,8 +8,9 @@
 ///   e5m2  1 + 5 + 2    max 57344     ulp of 1: 2^-2    fp8 for gradients: fp16's range, two fraction bits
 ///
 /// Converting down rounds to nearest, ties to even, as IEEE 754 and every framework's cast do. Converting up is
-/// exact. Here each format's values are held in Float (every one of them is a Float), so "store a tensor in bf16"
-/// means "round each element to the nearest bf16 value": the numbers are those 16-bit storage holds, bit for bit.
+/// exact: every value of each format is a Float. So the kernels compute in Float, and a tensor stored in bf16 or
+/// fp16 keeps its elements packed, 16 bits each (`PackedElements`), unpacked into Floats for each op that reads
+/// them; the fp8 formats are only ever casts inside a product, held in Floats rounded to them.
 
 // MARK: - The formats
 
@@ -99,6 +100,49 @@ public enum NumberFormat: String, CaseIterable, Sendable, Codable {
     var copy = values
     copy.withUnsafeMutableBufferPointer { round($0) }
     return copy
+  }
+}
+
+// MARK: - 16-bit storage
+
+/// A tensor's elements stored in 16 bits each: bf16's or fp16's bit patterns. Packing rounds (to nearest, ties to
+/// even) and halves the memory; unpacking is exact. A tensor whose format is bf16 or fp16 keeps its elements so
+/// once it is made (Autograd/Engine.swift), and each op that reads them gets an fp32 copy for its kernels, the
+/// way a GPU kernel loads 16-bit numbers into fp32 registers.
+public struct PackedElements: Sendable {
+  public let bits: [UInt16]
+  public let format: NumberFormat
+
+  /// `values` rounded to `format`, which must be bf16 or fp16.
+  public init(_ values: UnsafeBufferPointer<Float>, format: NumberFormat) {
+    precondition(format.bits == 16, "PackedElements: \(format) is not a 16-bit format")
+    self.format = format
+    bits = [UInt16](unsafeUninitializedCapacity: values.count) { out, written in
+      if format == .bf16 {
+        for i in values.indices { out[i] = BFloat16(values[i]).bitPattern }
+      } else {  // vcvtps2ph (F16C)
+        for i in values.indices { out[i] = Float16(values[i]).bitPattern }
+      }
+      written = values.count
+    }
+  }
+
+  public var count: Int { bits.count }
+
+  /// The elements as Floats, exactly, into `out` (`count` of them).
+  public func unpack(into out: UnsafeMutableBufferPointer<Float>) {
+    bits.withUnsafeBufferPointer { bits in
+      if format == .bf16 {
+        for i in bits.indices { out[i] = Float(bitPattern: UInt32(bits[i]) << 16) }
+      } else {  // vcvtph2ps (F16C)
+        for i in bits.indices { out[i] = Float(Float16(bitPattern: bits[i])) }
+      }
+    }
+  }
+
+  /// Element `i` as a Float.
+  public subscript(i: Int) -> Float {
+    format == .bf16 ? Float(bitPattern: UInt32(bits[i]) << 16) : Float(Float16(bitPattern: bits[i]))
   }
 }
 

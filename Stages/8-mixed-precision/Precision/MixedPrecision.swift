@@ -44,7 +44,7 @@ public final class MixedPrecision {
       if config.masterWeights { masters[ObjectIdentifier(p)] = p.storage }
       p.format = format
       p.census = census
-      roundElements(&p.storage, to: format)
+      p.pack()
     }
   }
 
@@ -59,7 +59,8 @@ public final class MixedPrecision {
   /// Sets a parameter from fp32 values (a checkpoint's): the master, and the working copy rounded from it.
   func load(_ values: [Float], into p: Tensor<Float>) {
     if config.masterWeights { masters[ObjectIdentifier(p)] = values }
-    p.storage = format.rounded(values)
+    p.storage = values
+    p.pack()
   }
 
   /// One optimizer step (stage 5's `optimizerStep` in a low format): the micro-batch losses under autocast, each
@@ -103,7 +104,8 @@ public final class MixedPrecision {
       defer {
         for p in parameters {
           swap(&p.storage, &masters[ObjectIdentifier(p)]!)
-          p.storage = format.rounded(masters[ObjectIdentifier(p)]!)
+          p.storage = masters[ObjectIdentifier(p)]!
+          p.pack()
         }
       }
       return try update()
@@ -119,6 +121,7 @@ public final class MixedPrecision {
           if w[i] == old[i] { lost += 1 }
         }
       }
+      p.pack()
     }
     lastLostUpdates = moved == 0 ? 0 : Double(lost) / Double(moved)
     return result

@@ -101,7 +101,7 @@ extension Tensor {
       }
     }
     let parents = q === k && k === v ? [q] : [q, k, v]
-    return Tensor(out, shape: outputShape, op: "attention", parents: parents) { result in
+    let result = Tensor(out, shape: outputShape, op: "attention", parents: parents) { result in
       let dO = result.gradStorage!
       let (qValues, kValues, vValues) = castOperands(q, k, v, to: low)  // cast again, not kept (see `linear`)
       withProductGradients([q, k, v], scope) { grads in
@@ -121,6 +121,8 @@ extension Tensor {
         }
       }
     }
+    result.savedBytes = (weights.count + keepValues.count + padding.count) * MemoryLayout<Scalar>.size
+    return result
   }
 
   /// q, k and v as the kernels read them under autocast to `low` (one cast when they are one packed tensor).
