@@ -200,7 +200,7 @@ public final class Tensor<Scalar: TensorScalar> {
   /// false: backward adds a pass's finished gradient to the earlier passes' (gradient accumulation) without
   /// rounding, so that micro-batches accumulate in fp32, as Megatron's main_grad does and as data parallelism's
   /// fp32 all-reduce sums the ranks' gradients.
-  func accumulateGrad(_ contribution: [Scalar], rounding: Bool = true) {
+  func accumulateGrad(_ contribution: consuming [Scalar], rounding: Bool = true) {
     guard requiresGrad else { return }
     precondition(contribution.count == count, "accumulateGrad: \(contribution.count) values for shape \(shape)")
     guard gradStorage != nil else {
@@ -212,6 +212,13 @@ public final class Tensor<Scalar: TensorScalar> {
       contribution.withUnsafeBufferPointer { c in for i in 0..<g.count { g[i] += c[i] } }
     }
     if format != .fp32 && rounding { roundGradient(to: format) }
+  }
+
+  /// `accumulateGrad` of the gradient of `out` passed on unchanged (a reshape's, an addition's). It holds values of
+  /// out's format already, so when that is this tensor's and there is nothing to add it to, it is stored without
+  /// rounding it again (and so without a copy: the array stays shared).
+  func passGradient(_ gradient: [Scalar], from out: Tensor) {
+    accumulateGrad(gradient, rounding: gradStorage != nil || out.format != format)
   }
 
   /// As in stage 1, freeing the output of a long chain must not recurse once per node: a node hands its parents

@@ -149,7 +149,7 @@ extension Tensor {
       if a.shape == b.shape {
         for (x, partial) in [(a, da), (b, db)] where x.requiresGrad {
           switch partial {
-          case .one: x.accumulateGrad(dy)
+          case .one: x.passGradient(dy, from: out)
           case .function(let d):
             x.accumulateGrad(
               [Scalar](unsafeUninitializedCapacity: dy.count) { g, written in

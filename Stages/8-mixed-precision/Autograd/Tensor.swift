@@ -87,7 +87,7 @@ extension Tensor {
       target.allSatisfy { $0 >= 0 } && elementCount(target) == count, "reshape: \(shape) cannot become \(newShape)")
     return Tensor(packed == nil ? storage : [], packed: packed, shape: target, op: "reshape", parents: [self]) {
       out in
-      self.accumulateGrad(out.gradStorage!)
+      self.passGradient(out.gradStorage!, from: out)
     }
   }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// Autocast, as PyTorch's `torch.autocast`: inside a scope, each op picks the format it computes and stores its
 /// result in by a policy, so that nobody rewrites the model.
@@ -105,7 +106,10 @@ func roundElements<Scalar: TensorScalar>(
 ) {
   precondition(Scalar.self == Float.self, "autocast to \(format) runs on Float tensors, not \(Scalar.self)")
   values.withMemoryRebound(to: Float.self) { floats in
-    if let census { census.count(floats, format) } else { format.round(floats) }
+    if let census { return census.count(floats, format) }
+    Parallel.forEach(floats.count, grain: PackedElements.grain) { piece in
+      format.round(UnsafeMutableBufferPointer(rebasing: floats[piece]))
+    }
   }
 }
 
@@ -144,7 +148,9 @@ extension Tensor {
       body(c)
       roundElements(c, to: scope.format, census: scope.census)
     }
-    accumulateGrad(contribution)
+    // Rounded already: the first contribution is stored as it is (rounding it again would change nothing and
+    // cost a pass); a sum with an earlier one is rounded.
+    accumulateGrad(contribution, rounding: gradStorage != nil)
   }
 }
 
@@ -183,13 +189,34 @@ public final class GradientCensus: @unchecked Sendable {
       for i in bins.indices { exponents[i] += bins[i] }
       lock.unlock()
     }
-    let counts: Counts
-    switch format {
-    case .fp32: return
-    case .bf16: counts = Self.tally(values, format) { BFloat16.rounded($0) }
-    case .fp16: counts = Self.tally(values, format) { Float(Float16($0)) }
-    case .e4m3: counts = Self.tally(values, format) { FP8.roundE4M3($0) }
-    case .e5m2: counts = Self.tally(values, format) { FP8.roundE5M2($0) }
+    guard format != .fp32 else { return }
+    // Shared out across the cores in blocks; each block's counts are whole numbers, so their sum is the same
+    // however the blocks fall.
+    let blocks = (values.count + Self.block - 1) / Self.block
+    var perBlock = [Counts](repeating: (0, 0, 0, 0), count: blocks)
+    perBlock.withUnsafeMutableBufferPointer { perBlock in
+      let totals = perBlock.baseAddress!
+      Parallel.forEach(blocks, grain: 2) { range in
+        for b in range {
+          let piece = UnsafeMutableBufferPointer(
+            rebasing: values[(b * Self.block)..<min((b + 1) * Self.block, values.count)])
+          totals[b] =
+            switch format {
+            case .fp32: (0, 0, 0, 0)
+            case .bf16: Self.tally(piece, format) { BFloat16.rounded($0) }
+            case .fp16: Self.tally(piece, format) { Float(Float16($0)) }
+            case .e4m3: Self.tally(piece, format) { FP8.roundE4M3($0) }
+            case .e5m2: Self.tally(piece, format) { FP8.roundE5M2($0) }
+            }
+        }
+      }
+    }
+    var counts: Counts = (0, 0, 0, 0)
+    for c in perBlock {
+      counts = (
+        counts.nonzero + c.nonzero, counts.underflow + c.underflow, counts.subnormal + c.subnormal,
+        counts.overflow + c.overflow
+      )
     }
     lock.lock()
     elements += values.count
@@ -201,6 +228,8 @@ public final class GradientCensus: @unchecked Sendable {
   }
 
   typealias Counts = (nonzero: Int, underflow: Int, subnormal: Int, overflow: Int)
+  /// Elements per block of `tally` (its 32-bit lanes count at most this many).
+  static let block = 1 << 14
 
   /// The rounding loop with its counts, in SIMD lanes: each test is a comparison of bit patterns that gives 0 or
   /// 1 (a `&&` would branch), summed in 32-bit lanes a block at a time. Overflow counts finite values that became
@@ -212,9 +241,9 @@ public final class GradientCensus: @unchecked Sendable {
     let smallest = format.smallestNormal.bitPattern
     let infinity = Float.infinity.bitPattern
     var totals: Counts = (0, 0, 0, 0)
-    for start in stride(from: 0, to: values.count, by: 1 << 16) {
+    for start in stride(from: 0, to: values.count, by: block) {
       var (nonzero, underflow, subnormal, overflow): (UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0)
-      for i in start..<min(start + (1 << 16), values.count) {
+      for i in start..<min(start + block, values.count) {
         let before = values[i]
         let after = round(before)
         values[i] = after

@@ -1,3 +1,5 @@
+import Support
+
 /// The number formats of mixed precision, bit by bit. Every one is sign, exponent, fraction; they differ in how
 /// many bits each part gets, which trades range (the exponent) against precision (the fraction):
 ///
@@ -113,17 +115,23 @@ public struct PackedElements: Sendable {
   public let bits: [UInt16]
   public let format: NumberFormat
 
-  /// `values` rounded to `format`, which must be bf16 or fp16.
+  /// Elements per piece when packing or unpacking runs on several cores.
+  static let grain = 1 << 15
+
+  /// `values` rounded to `format`, which must be bf16 or fp16. Large tensors are shared out across the cores.
   public init(_ values: UnsafeBufferPointer<Float>, format: NumberFormat) {
     precondition(format.bits == 16, "PackedElements: \(format) is not a 16-bit format")
     self.format = format
-    bits = [UInt16](unsafeUninitializedCapacity: values.count) { out, written in
-      if format == .bf16 {
-        for i in values.indices { out[i] = BFloat16(values[i]).bitPattern }
-      } else {  // vcvtps2ph (F16C)
-        for i in values.indices { out[i] = Float16(values[i]).bitPattern }
-      }
+    bits = [UInt16](unsafeUninitializedCapacity: values.count) { buffer, written in
       written = values.count
+      guard let out = buffer.baseAddress, let x = values.baseAddress else { return }  // plain pointers: SIMD loops
+      Parallel.forEach(values.count, grain: Self.grain) { piece in
+        if format == .bf16 {
+          for i in piece { out[i] = BFloat16.pattern(x[i]) }
+        } else {  // vcvtps2ph (F16C)
+          for i in piece { out[i] = Float16(x[i]).bitPattern }
+        }
+      }
     }
   }
 
@@ -132,10 +140,13 @@ public struct PackedElements: Sendable {
   /// The elements as Floats, exactly, into `out` (`count` of them).
   public func unpack(into out: UnsafeMutableBufferPointer<Float>) {
     bits.withUnsafeBufferPointer { bits in
-      if format == .bf16 {
-        for i in bits.indices { out[i] = Float(bitPattern: UInt32(bits[i]) << 16) }
-      } else {  // vcvtph2ps (F16C)
-        for i in bits.indices { out[i] = Float(Float16(bitPattern: bits[i])) }
+      guard let b = bits.baseAddress, let out = out.baseAddress else { return }
+      Parallel.forEach(bits.count, grain: Self.grain) { piece in
+        if format == .bf16 {
+          for i in piece { out[i] = Float(bitPattern: UInt32(b[i]) << 16) }
+        } else {  // vcvtph2ps (F16C)
+          for i in piece { out[i] = Float(Float16(bitPattern: b[i])) }
+        }
       }
     }
   }
@@ -170,6 +181,15 @@ public struct BFloat16: Equatable, Sendable {
   }
 
   public var float: Float { Float(bitPattern: UInt32(bitPattern) << 16) }
+
+  /// `BFloat16(x).bitPattern` without a branch (a select), so that a loop of it runs in SIMD lanes.
+  @inline(__always)
+  static func pattern(_ x: Float) -> UInt16 {
+    let bits = x.bitPattern
+    let rounded = UInt16(truncatingIfNeeded: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)
+    let quietNaN = UInt16(truncatingIfNeeded: bits >> 16) & 0x8000 | 0x7FC0
+    return bits & 0x7FFF_FFFF > 0x7F80_0000 ? quietNaN : rounded
+  }
 
   /// `Float(BFloat16(x))` without leaving the Float registers, for loops the compiler vectorizes.
   @inline(__always)

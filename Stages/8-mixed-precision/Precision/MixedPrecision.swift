@@ -100,11 +100,12 @@ public final class MixedPrecision {
   /// to the low format is where small updates vanish: `lastLostUpdates` counts them.
   func onMasters<R>(_ update: () throws -> R) rethrows -> R {
     if config.masterWeights {
-      for p in parameters { swap(&p.storage, &masters[ObjectIdentifier(p)]!) }
+      // Each master moves into its parameter (the dictionary lets go of it, so the update writes it in place),
+      // and back after; the packed working copy is dropped, and packed again from the new master.
+      for p in parameters { p.storage = masters.removeValue(forKey: ObjectIdentifier(p))! }
       defer {
         for p in parameters {
-          swap(&p.storage, &masters[ObjectIdentifier(p)]!)
-          p.storage = masters[ObjectIdentifier(p)]!
+          masters[ObjectIdentifier(p)] = p.storage
           p.pack()
         }
       }
