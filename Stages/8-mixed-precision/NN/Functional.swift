@@ -28,8 +28,10 @@ extension Tensor {
     let low = scope?.format
     let fp8 = Autocast.current?.fp8.map { ($0, GradMode.isEnabled) }
     // The operands as the product sees them: the tensors' own elements outside autocast.
-    let xs = fp8.map { $0.0.quantize(storage, role: .input, of: weight, update: $0.1) } ?? cast(to: low)
-    let ws = fp8.map { $0.0.quantize(weight.storage, role: .weight, of: weight, update: $0.1) } ?? weight.cast(to: low)
+    let xq = fp8.map { $0.0.quantize(storage, role: .input, of: weight, update: $0.1) }
+    let wq = fp8.map { $0.0.quantize(weight.storage, role: .weight, of: weight, update: $0.1) }
+    let xs = xq?.values ?? cast(to: low)
+    let ws = wq?.values ?? weight.cast(to: low)
     let bs = bias?.cast(to: low)
     var y: [Scalar] = uninitializedArray(rows * outputs)  // gemm with beta = 0 fills it, or the bias does
     if let bs {
@@ -49,17 +51,24 @@ extension Tensor {
     }
     let x = self
     // What backward multiplies by: the operands as forward saw them, cast again from the tensors' elements as they
-    // are then (a cast is deterministic, and keeping it would hold a second copy of x). Only fp8's are kept: its
-    // scales move after each use. Nothing may hold on to forward's arrays otherwise: ZeRO 3 lets a weight go after
-    // forward and gathers it again for backward.
-    let casts = fp8 == nil ? nil : (xs, ws)
-    let result = Tensor(
+    // are then (a cast is deterministic, and keeping it would hold a second copy of x), fp8's with the scales
+    // forward used (they move after each use). Nothing may hold on to forward's arrays: ZeRO 3 lets a weight go
+    // after forward and gathers it again for backward.
+    let scales = xq.flatMap { xq in wq.map { (xq.scale, $0.scale) } }
+    return Tensor(
       y, shape: Array(shape.dropLast()) + [outputs], op: "linear", parents: [x, weight] + (bias.map { [$0] } ?? [])
     ) {
       out in
       let dy =
-        fp8.map { $0.0.quantize(out.gradStorage!, role: .outputGradient, of: weight, update: true) } ?? out.gradStorage!
-      let (xs, ws) = casts ?? (x.cast(to: low), weight.cast(to: low))
+        fp8.map { $0.0.quantize(out.gradStorage!, role: .outputGradient, of: weight, update: true).values }
+        ?? out.gradStorage!
+      let (xs, ws) =
+        scales.map {
+          (
+            FP8Recipe.cast(x.storage, role: .input, scale: $0.0).0,
+            FP8Recipe.cast(weight.storage, role: .weight, scale: $0.1).0
+          )
+        } ?? (x.cast(to: low), weight.cast(to: low))
       dy.withUnsafeBufferPointer { dp in
         let inputGrad = {
           x.addProductGradient(scope) { g in  // dx[rows, inputs] += dy[rows, outputs] @ W[outputs, inputs]
@@ -92,8 +101,6 @@ extension Tensor {
         }
       }
     }
-    result.savedBytes = casts.map { ($0.0.count + $0.1.count) * MemoryLayout<Scalar>.size } ?? 0
-    return result
   }
 
   /// Layer normalisation over the last axis: each vector v becomes (v - mean) / sqrt(var + eps) * gamma + beta,

@@ -48,36 +48,44 @@ public final class FP8Recipe: @unchecked Sendable {
   }
 
   /// `values` as the product sees them: each scaled by the operand's current scale, rounded to its fp8 format,
-  /// and scaled back. With `update`, this use's amax joins the history and the scale is recomputed for the next.
+  /// and scaled back; and that scale. With `update`, this use's amax joins the history and the scale is
+  /// recomputed for the next.
   func quantize<Scalar: TensorScalar>(
     _ values: [Scalar], role: Role, of weight: Tensor<Scalar>, update: Bool
   )
-    -> [Scalar]
+    -> (values: [Scalar], scale: Float)
   {
     let key = Key(weight: ObjectIdentifier(weight), role: role)
     lock.lock()
     let scale = scalings[key]?.scale ?? 1
     lock.unlock()
-    let format = role.format
-    let largest = format.largest
-    var amax: Float = 0
-    // The cast saturates in both formats, as Transformer Engine's does: E5M2's infinity would poison the update.
-    let result = values.map { x -> Scalar in
-      let value = Float(x)
-      amax = max(amax, value.isFinite ? value.magnitude : amax)
-      return Scalar(format.round(min(max(value * scale, -largest), largest)) / scale)
-    }
+    let (result, amax) = Self.cast(values, role: role, scale: scale)
     if update {
       lock.lock()
       var state = scalings[key] ?? Scaling()
       state.history.append(amax)
       if state.history.count > historyLength { state.history.removeFirst() }
-      let next = format.largest / (state.history.max() ?? 0) / Float(sign: .plus, exponent: margin, significand: 1)
+      let next = role.format.largest / (state.history.max() ?? 0) / Float(sign: .plus, exponent: margin, significand: 1)
       if next.isFinite && next > 0 { state.scale = next }
       scalings[key] = state
       lock.unlock()
     }
-    return result
+    return (result, scale)
+  }
+
+  /// The cast itself, with a given scale (a product's backward casts its inputs again with forward's scales, rather
+  /// than keep forward's casts), and the amax of `values`. It saturates in both formats, as Transformer Engine's
+  /// does: E5M2's infinity would poison the update.
+  static func cast<Scalar: TensorScalar>(_ values: [Scalar], role: Role, scale: Float) -> ([Scalar], amax: Float) {
+    let format = role.format
+    let largest = format.largest
+    var amax: Float = 0
+    let result = values.map { x -> Scalar in
+      let value = Float(x)
+      amax = max(amax, value.isFinite ? value.magnitude : amax)
+      return Scalar(format.round(min(max(value * scale, -largest), largest)) / scale)
+    }
+    return (result, amax)
   }
 
   /// The operands' scales and histories as checkpoint tensors, "fp8.ROLE.NAME" for each named weight that has
