@@ -17,7 +17,7 @@ struct CompareCommand: ParsableCommand {
       validation split and its difference from fp32's; steps skipped for an inf or NaN gradient; the share of \
       non-zero gradient elements that storing them in the run's format turned into zero (underflow) or into \
       subnormals, and that overflowed; without master weights, the share of updates rounding erased; the bytes \
-      each part of training takes at its format's width; and the time of a step.
+      each part of training holds, as its buffers are stored; and the time of a step.
       """)
 
   /// The runs, in the table's order.
@@ -197,7 +197,8 @@ struct CompareCommand: ParsableCommand {
     print(
       """
       (underflow, subnormal, overflow: shares of the non-zero gradient elements stored in the run's format, the mean \
-      over steps; weights include the fp32 masters; every part counted at its format's width)
+      over steps; memory: the buffers as stored, 16-bit ones at 2 bytes an element; weights include the fp32 \
+      masters; gradients are fp32 buffers; activations: what one micro-batch's graph keeps for backward)
       """)
   }
 
