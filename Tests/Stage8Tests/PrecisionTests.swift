@@ -264,6 +264,19 @@ private func sameValue(_ a: Float, _ b: Float) -> Bool {
     #expect(y.storage.allSatisfy { BFloat16.rounded($0) == $0 })
   }
 
+  /// A moving op that brings in a value of its own (maskedFill's fill) rounds it to the format, whether the graph
+  /// keeps the result (packed) or not (rounded in place): training and evaluation see the same numbers.
+  @Test func aMovingOpsOwnValuesAreRoundedWithOrWithoutTheGraph() {
+    let x = Tensor<Float>([1, 2, 3, 4], shape: [4], requiresGrad: true)
+    _ = MixedPrecision(PrecisionConfig(.fp16), parameters: [x])
+    let mask = Tensor<Float>([0, 1, 0, 1], shape: [4])
+    let kept = autocast(.fp16) { x.maskedFill(mask, value: 0.1) }
+    let dropped = noGrad { autocast(.fp16) { x.maskedFill(mask, value: 0.1) } }
+    #expect(kept.packed != nil && dropped.packed == nil)
+    #expect(kept.storage == dropped.storage)
+    #expect(kept.storage == [1, Float(Float16(0.1)), 3, Float(Float16(0.1))])
+  }
+
   /// The ledger's kept bytes of the chain: fp32 keeps linear's 12 Floats, GELU's 12 and its tanh (12 more), and
   /// the sum's one; bf16 keeps linear's and GELU's 12 in 2 bytes each, and GELU computes tanh again in backward.
   @Test func theGraphKeepsHalfTheBytesInBF16() {

@@ -113,9 +113,9 @@ public final class Tensor<Scalar: TensorScalar> {
       format = autocast.resultFormat(of: op, parents: parents)
       if format != .fp32 {
         census = autocast.census
-        // Packed when the graph keeps the result for backward. One it does not keep (under noGrad, in an
-        // evaluation) lives only until the next op reads it, which would have to unpack a copy: it is rounded in
-        // place instead, to the same values (and so is an 8-bit scope's).
+        // Packed (so rounded) when the graph keeps the result for backward. One it does not keep (under noGrad, in
+        // an evaluation) lives only until the next op reads it, which would have to unpack a copy: it is rounded
+        // in place instead, to the same values (and so is an 8-bit scope's; a moving op's holds them already).
         if format.bits == 16 && requiresGrad {
           pack()
         } else if packed == nil && !Autocast.movingOps.contains(op) {
@@ -199,7 +199,8 @@ public final class Tensor<Scalar: TensorScalar> {
   /// Since stage 8 a gradient stored in a low format is rounded to it after the addition, unless `rounding` is
   /// false: backward adds a pass's finished gradient to the earlier passes' (gradient accumulation) without
   /// rounding, so that micro-batches accumulate in fp32, as Megatron's main_grad does and as data parallelism's
-  /// fp32 all-reduce sums the ranks' gradients.
+  /// fp32 all-reduce sums the ranks' gradients; and a first contribution that holds values of the format already
+  /// (`passGradient`, `addProductGradient`) is stored without a second rounding.
   func accumulateGrad(_ contribution: consuming [Scalar], rounding: Bool = true) {
     guard requiresGrad else { return }
     precondition(contribution.count == count, "accumulateGrad: \(contribution.count) values for shape \(shape)")

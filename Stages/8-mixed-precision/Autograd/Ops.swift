@@ -145,7 +145,9 @@ extension Tensor {
     let (y, shape) = broadcastMap(a, b, op, f)
     return Tensor(y, shape: shape, op: op, parents: [a, b]) { out in
       let dy = out.gradStorage!
-      let (av, bv) = (a.storage, b.storage)
+      // The inputs' values, only when a partial needs them (a sum's do not: no unpacking for a residual add).
+      let needed = [da, db].contains { if case .function = $0 { true } else { false } }
+      let (av, bv) = needed ? (a.storage, b.storage) : ([], [])
       if a.shape == b.shape {
         for (x, partial) in [(a, da), (b, db)] where x.requiresGrad {
           switch partial {

@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 import Support
 
 /// `stage8 bench --formats`: stage 8's figures. The training step of nanoGPT's CPU configuration in each format
@@ -67,8 +68,13 @@ struct PrecisionBench {
     var fp32Peak = 0.0
     for precision in Self.formats {
       let child = Process()
-      child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
-      child.arguments = ["bench", "--memory-of", precision.rawValue]
+      // This very program (argv[0] may be a bare name found on the PATH), on the same kernels.
+      #if os(Linux)
+        child.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+      #else
+        child.executableURL = Bundle.main.executableURL
+      #endif
+      child.arguments = ["bench", "--memory-of", precision.rawValue, "--kernels", KernelChoice.current.rawValue]
       let pipe = Pipe()
       child.standardOutput = pipe
       try child.run()

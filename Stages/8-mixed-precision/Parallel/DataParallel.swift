@@ -127,7 +127,10 @@ public final class DataParallel {
     ownWeights = layout.buckets.map { _ in Buffer() }
     held = layout.buckets.map { _ in true }
     waiting = layout.buckets.map(\.parameters.count)
-    for p in parameters { try p.storage.withUnsafeMutableBufferPointer { try communicator.broadcast($0, root: 0) } }
+    for p in parameters {
+      try p.storage.withUnsafeMutableBufferPointer { try communicator.broadcast($0, root: 0) }
+      p.pack()  // a mixed-precision working copy goes back to 16 bits (no-op for fp32)
+    }
     heldBytes = parameters.reduce(0) { $0 + $1.count } * MemoryLayout<Scalar>.stride
     takeWeightShards()
   }

@@ -48,13 +48,14 @@ public final class Autocast: @unchecked Sendable {
   public static let fp32Ops: Set = [
     "softmax", "logSoftmax", "layerNorm", "crossEntropy", "vocabParallelCrossEntropy", "bce", "sum", "mean", "max",
   ]
-  /// Ops that only move or pick elements: their result holds values of their inputs' format already.
-  static let movingOps: Set = [
-    "reshape", "permute", "slice", "split", "concatenate", "gatherRows", "gather", "maskedFill", "where", "f", "g",
-  ]
+  /// Ops that only move or pick the elements of one input: their result holds values of its format already, and
+  /// a result nothing keeps needs no rounding (a reshape's shares its input's array, which rounding would copy).
+  /// The ops that also bring in values of their own (maskedFill's fill, a constant piece of a concatenation or of
+  /// `where`) are rounded like any other.
+  static let movingOps: Set = ["reshape", "permute", "slice", "split", "gatherRows", "gather", "f", "g"]
 
   /// The format an op's result is stored in, by the policy (and, while `recording`, logged). The result's
-  /// elements are then packed into 16 bits (Autograd/Engine.swift) or, in an 8-bit scope, rounded.
+  /// elements are then packed into 16 bits if the graph keeps it, or else rounded in place (Autograd/Engine.swift).
   func resultFormat<Scalar: TensorScalar>(of op: String, parents: [Tensor<Scalar>]) -> NumberFormat {
     let result = policy(op, parents)
     if log != nil {
@@ -148,9 +149,9 @@ extension Tensor {
       body(c)
       roundElements(c, to: scope.format, census: scope.census)
     }
-    // Rounded already: the first contribution is stored as it is (rounding it again would change nothing and
-    // cost a pass); a sum with an earlier one is rounded.
-    accumulateGrad(contribution, rounding: gradStorage != nil)
+    // Rounded already: a first contribution in the tensor's own format is stored as it is (rounding it again
+    // would change nothing and cost a pass); a sum with an earlier one, or another format, is rounded.
+    accumulateGrad(contribution, rounding: gradStorage != nil || format != scope.format)
   }
 }
 

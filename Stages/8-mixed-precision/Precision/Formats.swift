@@ -12,7 +12,7 @@ import Support
 /// Converting down rounds to nearest, ties to even, as IEEE 754 and every framework's cast do. Converting up is
 /// exact: every value of each format is a Float. So the kernels compute in Float, and a tensor stored in bf16 or
 /// fp16 keeps its elements packed, 16 bits each (`PackedElements`), unpacked into Floats for each op that reads
-/// them; the fp8 formats are only ever casts inside a product, held in Floats rounded to them.
+/// them; a tensor rounded to an fp8 format (in training, a product's casts) holds them in Floats.
 
 // MARK: - The formats
 
@@ -108,9 +108,9 @@ public enum NumberFormat: String, CaseIterable, Sendable, Codable {
 // MARK: - 16-bit storage
 
 /// A tensor's elements stored in 16 bits each: bf16's or fp16's bit patterns. Packing rounds (to nearest, ties to
-/// even) and halves the memory; unpacking is exact. A tensor whose format is bf16 or fp16 keeps its elements so
-/// once it is made (Autograd/Engine.swift), and each op that reads them gets an fp32 copy for its kernels, the
-/// way a GPU kernel loads 16-bit numbers into fp32 registers.
+/// even) and halves the memory; unpacking is exact. A bf16 or fp16 tensor that the graph keeps, or a weight's
+/// working copy, keeps its elements so (Autograd/Engine.swift), and each op that reads them gets an fp32 copy for
+/// its kernels, the way a GPU kernel loads 16-bit numbers into fp32 registers.
 public struct PackedElements: Sendable {
   public let bits: [UInt16]
   public let format: NumberFormat

@@ -121,7 +121,7 @@ extension Tensor {
         }
       }
     }
-    result.savedBytes = (weights.count + keepValues.count + padding.count) * MemoryLayout<Scalar>.size
+    result.savedBytes = (weights.count + keepValues.count) * MemoryLayout<Scalar>.size
     return result
   }
 
