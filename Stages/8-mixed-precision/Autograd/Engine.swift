@@ -77,7 +77,8 @@ public final class Tensor<Scalar: TensorScalar> {
     let count = packed?.count ?? wide.count
     precondition(shape.allSatisfy { $0 >= 0 }, "Tensor: negative size in shape \(shape)")
     precondition(count == elementCount(shape), "Tensor: \(count) elements do not fill shape \(shape)")
-    precondition(packed == nil || Scalar.self == Float.self, "Tensor: 16-bit elements must be Floats, not \(Scalar.self)")
+    precondition(
+      packed == nil || Scalar.self == Float.self, "Tensor: 16-bit elements must be Floats, not \(Scalar.self)")
     self.wide = wide
     self.packed = packed
     self.shape = shape
