@@ -1,4 +1,5 @@
 import RealModule
+import Support
 
 /// The squared norm behind gradient clipping (PyTorch's clip_grad_norm_), summed in Double.
 
@@ -27,8 +28,11 @@ public func sumOfSquaresReference<S: KernelScalar>(_ x: UnsafePointer<S>, count 
   return total
 }
 
-/// x_i *= scale over n elements (one form: a loop the compiler vectorises as it is).
+/// x_i *= scale over n elements, in pieces across the cores (one form: a loop the compiler vectorises as it is,
+/// and each element's product is the same on any core).
 @inlinable
 public func scale<S: KernelScalar>(_ x: UnsafeMutablePointer<S>, count n: Int, by factor: S) {
-  for i in 0..<n { x[i] *= factor }
+  Parallel.forEach(n, grain: elementwiseGrain) { range in
+    for i in range { x[i] *= factor }
+  }
 }

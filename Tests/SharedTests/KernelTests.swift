@@ -440,8 +440,9 @@ import Testing
   }
 
   @Test func headProductComputesThePartACausalMaskLeaves() {
-    // Sizes with rows and columns left over after the 4 x 16 blocks, and the 64 x 64 x 32 of nanoGPT's heads.
-    for (m, n, k) in [(13, 37, 19), (64, 64, 32), (3, 5, 2)] {
+    // Sizes with rows and columns left over after the 8 x 32 and 4 x 16 blocks (21 = 8 + 8 + 4 + 1 rows, 53 = 32 +
+    // 16 + 5 columns), the 64 x 64 x 32 of nanoGPT's heads and the 256 x 64 x 64 of its Shakespeare model's.
+    for (m, n, k) in [(13, 37, 19), (21, 53, 9), (64, 64, 32), (256, 64, 64), (3, 5, 2)] {
       for shift in [0, 4] {
         for accumulate in [false, true] {
           // Scores: only columns j <= i + shift are needed.

@@ -16,12 +16,17 @@ struct BenchCommand: ParsableCommand {
   @Option(parsing: .unconditional, help: "Seconds spent timing each figure (more is steadier).") var seconds = 3.0
   @Flag(help: "Only the training step, op by op: where its time goes (run a profiler such as perf on this too).")
   var profile = false
+  @Flag(
+    help:
+      "With --profile: nanoGPT's Shakespeare model (10.7M parameters, context 256) instead of the CPU configuration.")
+  var large = false
   @Option(help: "Only GPT-2's decoding and prefill, with the model of this Hugging Face GPT-2 folder.") var hf: String?
   @Flag(help: "Only GPT-2's decoding and prefill, with a randomly initialised GPT-2 small.") var decoding = false
   @OptionGroup var kernelOptions: KernelOptions
 
   func validate() throws {
     try Check.number(seconds, "--seconds", in: .positive(upTo: 600))
+    if large && !profile { throw UserError("--large goes with --profile: it chooses the model that is profiled") }
   }
 
   /// The times of `body`, repeated for about `seconds` (default: --seconds; at least 3 times) after `warmup` calls.
@@ -43,18 +48,19 @@ struct BenchCommand: ParsableCommand {
     }
     if decoding { return DecodingBench.gpt2Small().run(seconds: seconds) }
     let small = StepBench(config: .nanoGPTCPU, batch: 12)
+    var shakespeare = GPTConfig(vocabulary: 65, context: 256, layers: 6, heads: 6, width: 384)
+    shakespeare.bias = false
     if profile {
+      let bench = large ? StepBench(config: shakespeare, batch: 8) : small
       let profiler = OpProfiler()
-      for _ in 0..<3 { small.step(profiler) }
+      for _ in 0..<3 { bench.step(profiler) }
       OpProfiler.current = profiler
-      let times = timed(warmup: 0) { small.step(profiler) }
+      let times = timed(warmup: 0) { bench.step(profiler) }
       OpProfiler.current = nil
       printProfile(profiler, steps: times.count, stepSeconds: median(times))
       return
     }
     let peak = PeakProduct()
-    var shakespeare = GPTConfig(vocabulary: 65, context: 256, layers: 6, heads: 6, width: 384)
-    shakespeare.bias = false
     let benches = [
       (
         small,

@@ -186,12 +186,17 @@ func withOptionalPointer<Scalar>(_ array: inout [Scalar]?, _ body: (UnsafeMutabl
 /// PyTorch's clip_grad_norm_.
 @discardableResult
 public func clipGradNorm<Scalar: TensorScalar>(_ parameters: [Tensor<Scalar>], maxNorm: Double) -> Double {
-  var squares = 0.0
-  for p in parameters {
-    guard let grad = p.gradStorage else { continue }
-    squares += grad.withUnsafeBufferPointer { sumOfSquares($0.start, count: $0.count) }
+  // Each parameter's sum of squares on its own, the parameters shared out across the cores, then the sums added
+  // in order: the same numbers, added in the same order, as one loop over the parameters.
+  var sums = [Double](repeating: 0, count: parameters.count)
+  sums.withUnsafeMutableBufferPointer { sums in
+    Parallel.forEach(parameters.count, grain: 1) { range in
+      for i in range {
+        sums[i] = parameters[i].gradStorage?.withUnsafeBufferPointer { sumOfSquares($0.start, count: $0.count) } ?? 0
+      }
+    }
   }
-  let norm = squares.squareRoot()
+  let norm = sums.reduce(0, +).squareRoot()
   let scale = Scalar(maxNorm / (norm + 1e-6))
   if scale < 1 {
     for p in parameters where p.gradStorage != nil {

@@ -192,16 +192,27 @@ public let normBlock = 64
 
 /// The sum of squares of each block of `normBlock` elements of each parameter's gradient (the last block of a
 /// parameter may be shorter; a parameter without a gradient counts as zeros), parameter by parameter, in order.
+/// The parameters are shared out across the cores; each block's sum is the same on any core.
 public func gradientBlockSquares<Scalar: TensorScalar>(_ parameters: [Tensor<Scalar>]) -> [Double] {
-  parameters.flatMap { p -> [Double] in
-    let blocks = (p.count + normBlock - 1) / normBlock
-    guard let grad = p.gradStorage else { return Array(repeating: 0, count: blocks) }
-    return grad.withUnsafeBufferPointer { g in
-      (0..<blocks).map { b in
-        sumOfSquares(g.baseAddress! + b * normBlock, count: min(normBlock, g.count - b * normBlock))
+  var perParameter = [[Double]](repeating: [], count: parameters.count)
+  perParameter.withUnsafeMutableBufferPointer { out in
+    Parallel.forEach(parameters.count, grain: 1) { range in
+      for i in range {
+        let p = parameters[i]
+        let blocks = (p.count + normBlock - 1) / normBlock
+        guard let grad = p.gradStorage else {
+          out[i] = Array(repeating: 0, count: blocks)
+          continue
+        }
+        out[i] = grad.withUnsafeBufferPointer { g in
+          (0..<blocks).map { b in
+            sumOfSquares(g.baseAddress! + b * normBlock, count: min(normBlock, g.count - b * normBlock))
+          }
+        }
       }
     }
   }
+  return perParameter.flatMap { $0 }
 }
 
 /// Scales every gradient by maxNorm / ||g|| when the global norm ||g|| (over all parameters together) exceeds
