@@ -61,12 +61,13 @@ public func attentionHeadForward<Scalar: KernelScalar>(
   }
   let (tq, tk, d) = (shape.tq, shape.tk, shape.d)
   let shift = tk - tq
-  withUnsafeTemporaryAllocation(of: Scalar.self, capacity: d * tk + tq * tk) { buffer in
-    let (kt, dropped) = (buffer.baseAddress!, buffer.baseAddress! + d * tk)
-    transpose(k, rowStride: shape.k.rowStride, rows: tk, columns: d, into: kt)
+  let ldt = transposedStride(tk)
+  withUnsafeTemporaryAllocation(of: Scalar.self, capacity: d * ldt + tq * tk) { buffer in
+    let (kt, dropped) = (buffer.baseAddress!, buffer.baseAddress! + d * ldt)
+    transpose(k, rowStride: shape.k.rowStride, rows: tk, columns: d, into: kt, ldd: ldt)
     headProduct(
       m: tq, n: tk, k: d, part: causal ? .columnsUpToRow(shift: shift) : .all, alpha: 1 / Scalar.sqrt(Scalar(d)),
-      StridedMatrix(base: q, rowStride: shape.q.rowStride), kt, ldb: tk, weights, ldc: tk, accumulate: false)
+      StridedMatrix(base: q, rowStride: shape.q.rowStride), kt, ldb: ldt, weights, ldc: tk, accumulate: false)
     for i in 0..<tq {
       softmaxRow(weights + i * tk, count: tk, visible: causal ? i + shift + 1 : tk, padding: padding)
     }
@@ -100,7 +101,8 @@ public func attentionHeadBackward<Scalar: KernelScalar>(
   let rowsUpTo: CausalPart = causal ? .columnsUpToRow(shift: shift) : .all
   let innerUpTo: CausalPart = causal ? .innerUpToRow(shift: shift) : .all
   let innerFrom: CausalPart = causal ? .innerFromRow(shift: shift) : .all
-  withUnsafeTemporaryAllocation(of: Scalar.self, capacity: tq * tk + d * tk) { buffer in
+  let ldt = transposedStride(tk)
+  withUnsafeTemporaryAllocation(of: Scalar.self, capacity: tq * tk + d * ldt) { buffer in
     let (scratch, vt) = (buffer.baseAddress!, buffer.baseAddress! + tq * tk)
     if let dv {  // dV[tk, d] += P'[tq, tk]^T @ dO[tq, d]
       var used = weights
@@ -114,10 +116,10 @@ public func attentionHeadBackward<Scalar: KernelScalar>(
     }
     guard dq != nil || dk != nil else { return }
     // dP[tq, tk] = dO[tq, d] @ V[tk, d]^T
-    transpose(v, rowStride: shape.v.rowStride, rows: tk, columns: d, into: vt)
+    transpose(v, rowStride: shape.v.rowStride, rows: tk, columns: d, into: vt, ldd: ldt)
     headProduct(
       m: tq, n: tk, k: d, part: rowsUpTo, alpha: 1, StridedMatrix(base: dOut, rowStride: shape.out.rowStride), vt,
-      ldb: tk, scratch, ldc: tk, accumulate: false)
+      ldb: ldt, scratch, ldc: tk, accumulate: false)
     for i in 0..<tq {
       let (row, visible) = (scratch + i * tk, causal ? i + shift + 1 : tk)
       let end = paddedToBlock(visible, tk)  // whole blocks of 8, as in `softmaxRow`: the masked keys count 0

@@ -245,16 +245,30 @@ public func productBlock1x16<Scalar: KernelScalar>(
   store8(c1, c + 8, alpha: alpha, accumulate)
 }
 
-/// dst[c, r] = src[r * rowStride + c] for r < rows, c < columns: a head's keys or values turned on their side,
-/// so that the score products read B along contiguous rows.
+/// dst[c * ldd + r] = src[r * rowStride + c] for r < rows, c < columns: a head's keys or values turned on their
+/// side, so that the score products read B along contiguous rows. It writes each row of dst in order and reads
+/// down a column of src, whose cache lines stay for the next 15 columns; the indices step by pointers, with no
+/// overflow checks.
 @inlinable @inline(__always)
 public func transpose<Scalar>(
-  _ src: UnsafePointer<Scalar>, rowStride: Int, rows: Int, columns: Int, into dst: UnsafeMutablePointer<Scalar>
+  _ src: UnsafePointer<Scalar>, rowStride: Int, rows: Int, columns: Int, into dst: UnsafeMutablePointer<Scalar>,
+  ldd: Int
 ) {
-  for r in 0..<rows {
-    for c in 0..<columns { dst[c * rows + r] = src[r * rowStride + c] }
+  for c in 0..<columns {
+    var (from, to) = (src + c, dst + c &* ldd)
+    for _ in 0..<rows {
+      to.pointee = from.pointee
+      from += rowStride
+      to += 1
+    }
   }
 }
+
+/// The row stride of a head's keys or values turned on their side: a row of `rows` numbers and one cache line
+/// more. At 256 keys a row is 1 KB, and rows a power of two apart fall into the same few sets of the core's
+/// cache, which holds only 12 lines of each set: the products' loads of B then miss where 64 rows would fit.
+@inlinable @inline(__always)
+public func transposedStride(_ rows: Int) -> Int { rows + 16 }
 
 /// The reference of `headProduct`: C[i, j] (+)= alpha * sum_p A[i, p] B[p, j], every entry, the plain triple loop.
 /// Where `part` leaves entries out, `headProduct` leaves them unwritten (scores the softmax overwrites) or sums only
