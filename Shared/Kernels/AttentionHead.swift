@@ -62,12 +62,16 @@ public func attentionHeadForward<Scalar: KernelScalar>(
   let (tq, tk, d) = (shape.tq, shape.tk, shape.d)
   let shift = tk - tq
   let ldt = transposedStride(tk)
-  withUnsafeTemporaryAllocation(of: Scalar.self, capacity: d * ldt + tq * tk) { buffer in
-    let (kt, dropped) = (buffer.baseAddress!, buffer.baseAddress! + d * ldt)
+  withUnsafeTemporaryAllocation(of: Scalar.self, capacity: d * ldt + tq * tk + tk * d) { buffer in
+    // K turned on its side; P times dropout's mask; V gathered into contiguous rows (`packRows`).
+    let (kt, dropped, packed) = (
+      buffer.baseAddress!, buffer.baseAddress! + d * ldt, buffer.baseAddress! + d * ldt + tq * tk
+    )
     transpose(k, rowStride: shape.k.rowStride, rows: tk, columns: d, into: kt, ldd: ldt)
     headProduct(
       m: tq, n: tk, k: d, part: causal ? .columnsUpToRow(shift: shift) : .all, alpha: 1 / Scalar.sqrt(Scalar(d)),
       StridedMatrix(base: q, rowStride: shape.q.rowStride), kt, ldb: ldt, weights, ldc: tk, accumulate: false)
+    let vRows = packRows(v, rowStride: shape.v.rowStride, rows: tk, columns: d, into: packed, uses: tq)
     for i in 0..<tq {
       softmaxRow(weights + i * tk, count: tk, visible: causal ? i + shift + 1 : tk, padding: padding)
     }
@@ -78,7 +82,7 @@ public func attentionHeadForward<Scalar: KernelScalar>(
     }
     headProduct(
       m: tq, n: d, k: tk, part: causal ? .innerUpToRow(shift: shift) : .all, alpha: 1,
-      StridedMatrix(base: used, rowStride: tk), v, ldb: shape.v.rowStride, out, ldc: shape.out.rowStride,
+      StridedMatrix(base: used, rowStride: tk), vRows.rows, ldb: vRows.stride, out, ldc: shape.out.rowStride,
       accumulate: false)
   }
 }
@@ -102,17 +106,21 @@ public func attentionHeadBackward<Scalar: KernelScalar>(
   let innerUpTo: CausalPart = causal ? .innerUpToRow(shift: shift) : .all
   let innerFrom: CausalPart = causal ? .innerFromRow(shift: shift) : .all
   let ldt = transposedStride(tk)
-  withUnsafeTemporaryAllocation(of: Scalar.self, capacity: tq * tk + d * ldt) { buffer in
-    let (scratch, vt) = (buffer.baseAddress!, buffer.baseAddress! + tq * tk)
+  withUnsafeTemporaryAllocation(of: Scalar.self, capacity: tq * tk + d * ldt + Swift.max(tq, tk) * d) { buffer in
+    // dP and dS; V turned on its side; one of dO, K or Q gathered into contiguous rows (`packRows`).
+    let (scratch, vt, packed) = (
+      buffer.baseAddress!, buffer.baseAddress! + tq * tk, buffer.baseAddress! + tq * tk + d * ldt
+    )
     if let dv {  // dV[tk, d] += P'[tq, tk]^T @ dO[tq, d]
       var used = weights
       if let keep {
         for j in 0..<(tq * tk) { scratch[j] = weights[j] * keep[j] }
         used = UnsafePointer(scratch)
       }
+      let dOutRows = packRows(dOut, rowStride: shape.out.rowStride, rows: tq, columns: d, into: packed, uses: tk)
       headProduct(
         m: tk, n: d, k: tq, part: innerFrom, alpha: 1, StridedMatrix(base: used, rowStride: 1, columnStride: tk),
-        dOut, ldb: shape.out.rowStride, dv, ldc: shape.v.rowStride, accumulate: true)
+        dOutRows.rows, ldb: dOutRows.stride, dv, ldc: shape.v.rowStride, accumulate: true)
     }
     guard dq != nil || dk != nil else { return }
     // dP[tq, tk] = dO[tq, d] @ V[tk, d]^T
@@ -130,14 +138,16 @@ public func attentionHeadBackward<Scalar: KernelScalar>(
       softmaxBackwardRow(weights + i * tk, row, count: end)
     }
     if let dq {  // dQ[tq, d] += scale * dS[tq, tk] @ K[tk, d]
+      let kRows = packRows(k, rowStride: shape.k.rowStride, rows: tk, columns: d, into: packed, uses: tq)
       headProduct(
-        m: tq, n: d, k: tk, part: innerUpTo, alpha: scale, StridedMatrix(base: scratch, rowStride: tk), k,
-        ldb: shape.k.rowStride, dq, ldc: shape.q.rowStride, accumulate: true)
+        m: tq, n: d, k: tk, part: innerUpTo, alpha: scale, StridedMatrix(base: scratch, rowStride: tk), kRows.rows,
+        ldb: kRows.stride, dq, ldc: shape.q.rowStride, accumulate: true)
     }
     if let dk {  // dK[tk, d] += scale * dS[tq, tk]^T @ Q[tq, d]
+      let qRows = packRows(q, rowStride: shape.q.rowStride, rows: tq, columns: d, into: packed, uses: tk)
       headProduct(
         m: tk, n: d, k: tq, part: innerFrom, alpha: scale,
-        StridedMatrix(base: scratch, rowStride: 1, columnStride: tk), q, ldb: shape.q.rowStride, dk,
+        StridedMatrix(base: scratch, rowStride: 1, columnStride: tk), qRows.rows, ldb: qRows.stride, dk,
         ldc: shape.k.rowStride, accumulate: true)
     }
   }

@@ -264,6 +264,22 @@ public func transpose<Scalar>(
   }
 }
 
+/// dst[r * columns + c] = src[r * rowStride + c]: a head's rows, which lie a whole row of the packed projection
+/// apart (4.6 KB in nanoGPT's Shakespeare model, a page of memory each), gathered into one contiguous block, so
+/// that a product that runs down all of them touches a few pages instead of one per row.
+/// Returns the rows to read and their stride: dst and `columns`, or src itself when its rows are contiguous
+/// already or when fewer than 8 rows of C (`uses`) would read the copy (a decoding step's one query: the copy
+/// would cost as much as the product).
+@inlinable @inline(__always)
+public func packRows<Scalar>(
+  _ src: UnsafePointer<Scalar>, rowStride: Int, rows: Int, columns: Int, into dst: UnsafeMutablePointer<Scalar>,
+  uses: Int
+) -> (rows: UnsafePointer<Scalar>, stride: Int) {
+  guard rowStride != columns && uses >= 8 else { return (src, rowStride) }
+  for r in 0..<rows { (dst + r &* columns).update(from: src + r &* rowStride, count: columns) }
+  return (UnsafePointer(dst), columns)
+}
+
 /// The row stride of a head's keys or values turned on their side: a row of `rows` numbers and one cache line
 /// more. At 256 keys a row is 1 KB, and rows a power of two apart fall into the same few sets of the core's
 /// cache, which holds only 12 lines of each set: the products' loads of B then miss where 64 rows would fit.

@@ -483,15 +483,19 @@ import Testing
     func check<S: KernelScalar>(_ type: S.Type) {
       var rng = SeededRNG(seed: 8)
       // 37 positions and width 20: blocks of 4 rows and 16 columns with rows and columns left over; 5 queries
-      // against 37 keys is the KV-cache shape; 64 x 32 is nanoGPT's head.
-      for (tq, tk, d) in [(37, 37, 20), (5, 37, 20), (64, 64, 32), (3, 3, 2)] {
+      // against 37 keys is the KV-cache shape; 64 x 32 is nanoGPT's head. With a gap, each row of a head lies
+      // within a wider row, as in the packed projection (the kernels then gather the rows they run down).
+      for (tq, tk, d, gap) in [(37, 37, 20, 0), (5, 37, 20, 0), (64, 64, 32, 0), (3, 3, 2, 0), (37, 37, 20, 9)] {
+        let rowWidth = d + gap
         let layout = (
-          q: HeadLayout(heads: 1, positions: tq, width: d), k: HeadLayout(heads: 1, positions: tk, width: d)
+          q: HeadLayout(positions: tq, width: d, rowWidth: rowWidth, offset: 0),
+          k: HeadLayout(positions: tk, width: d, rowWidth: rowWidth, offset: 0)
         )
         let shape = AttentionShape(
           b: 1, h: 1, tq: tq, tk: tk, d: d, q: layout.q, k: layout.k, v: layout.k, out: layout.q)
         let (q, k, v, dOut): ([S], [S], [S], [S]) = (
-          random(tq * d, &rng), random(tk * d, &rng), random(tk * d, &rng), random(tq * d, &rng)
+          random(tq * rowWidth, &rng), random(tk * rowWidth, &rng), random(tk * rowWidth, &rng),
+          random(tq * rowWidth, &rng)
         )
         let keep: [S] = (0..<(tq * tk)).map { _ in rng.unit() < 0.2 ? 0 : 1.25 }
         let padding: [S] = (0..<tk).map { $0 % 7 == 3 ? 1 : 0 }
@@ -499,7 +503,7 @@ import Testing
           (true, false, false), (false, false, true), (false, true, false), (true, false, true),
         ] {
           func run(reference: Bool) -> [S] {
-            let (weights, out): ([S], [S]) = makeArrays(tq * tk, tq * d) { weights, out in
+            let (weights, out): ([S], [S]) = makeArrays(tq * tk, tq * rowWidth) { weights, out in
               withPointers(q, k, v, keep, padding) { q, k, v, keepP, padP in
                 let (keepP, padP) = (useKeep ? keepP : nil, usePadding ? padP : nil)
                 if reference {
@@ -512,7 +516,8 @@ import Testing
               }
             }
             var (dq, dk, dv) = (
-              [S](repeating: 0, count: tq * d), [S](repeating: 0, count: tk * d), [S](repeating: 0, count: tk * d)
+              [S](repeating: 0, count: tq * rowWidth), [S](repeating: 0, count: tk * rowWidth),
+              [S](repeating: 0, count: tk * rowWidth)
             )
             withMutablePointers(&dq, &dk, &dv) { dq, dk, dv in
               withPointers(q, k, v, dOut, weights) { q, k, v, dOut, weights in
@@ -532,7 +537,9 @@ import Testing
                 }
               }
             }
-            return weights + out + dq + dk + dv
+            // out's gaps were never written (makeArrays clears nothing): only its heads' columns count.
+            let heads = (0..<tq).flatMap { r in out[(r * rowWidth)..<(r * rowWidth + d)] }
+            return weights + heads + dq + dk + dv
           }
           let run = bothForms {
             run(reference: false)
@@ -541,7 +548,7 @@ import Testing
           }
           expectClose(
             run.fast, run.reference, tolerance: 4 * tolerance(S.self) * Double(tk),
-            "attention head \(tq)x\(tk)x\(d) causal \(causal) padding \(usePadding) dropout \(useKeep)")
+            "attention head \(tq)x\(tk)x\(d) gap \(gap) causal \(causal) padding \(usePadding) dropout \(useKeep)")
         }
       }
     }
