@@ -1,4 +1,5 @@
 import RealModule
+import Synchronization
 
 /// The small products inside one attention head (64 x 64 x 32 in nanoGPT's CPU configuration): too small for
 /// BLAS to pay, and half of each is masked away under a causal mask. `headProduct` is a register-blocked SIMD
@@ -39,19 +40,19 @@ public struct StridedMatrix<Scalar> {
 ///
 /// The inner loop is a register block, as in a BLAS kernel: 4 rows x 16 columns of C stay in 8 SIMD registers
 /// while k runs, each step loading 16 numbers of B, broadcasting 4 of A and doing 8 fused multiply-adds. On a CPU
-/// with AVX-512 (32 registers of 16 floats), Float products take blocks of 8 rows x 32 columns instead: 16
-/// registers of sums, 16 fused multiply-adds of 16 lanes for each 2 loads of B and 8 broadcasts, twice the
-/// multiply-adds per cycle that the narrow block reaches there. Blocks of rows share the widest inner range and
-/// column count of their rows; the extra terms are zeros (weights) or masked scores that the softmax overwrites.
-/// Every element is the same chain of multiply-adds, in the same order, whatever the block: the two shapes give
-/// the same bits. Leftover rows and columns (sizes not multiples of the block's) take narrower blocks, then plain
-/// loops.
+/// with AVX-512 (32 registers of 16 floats), Float products take blocks of 8 rows x 32 columns instead
+/// (`HeadBlocks`): 16 registers of sums, 16 fused multiply-adds of 16 lanes for each 2 loads of B and 8 broadcasts
+/// (for a 256 x 256 x 64 product on one core of this project's Intel machine, 169 GFLOP/s against 79). Blocks of
+/// rows share the widest inner range and column count of their rows; the extra terms are zeros (weights) or masked
+/// scores that the softmax overwrites. Every element is the same chain of multiply-adds, in the same order, whatever
+/// the block, plus those zero terms, which leave a finite sum as it was: the two shapes give the same bits (a test).
+/// Leftover rows and columns (sizes not multiples of the block's) take narrower blocks, then plain loops.
 @inlinable @inline(never)
 public func headProduct<Scalar: KernelScalar>(
   m: Int, n: Int, k: Int, part: CausalPart, alpha: Scalar, _ a: StridedMatrix<Scalar>, _ b: UnsafePointer<Scalar>,
   ldb: Int, _ c: UnsafeMutablePointer<Scalar>, ldc: Int, accumulate: Bool
 ) {
-  let wide = MemoryLayout<Scalar>.size == 4 && cpuHasAVX512
+  let wide = MemoryLayout<Scalar>.size == 4 && HeadBlocks.wide
   var i = 0
   while i < m {
     let rows = wide && m - i >= 8 ? 8 : m - i >= 4 ? 4 : 1
@@ -164,8 +165,23 @@ public func store16<Scalar: KernelScalar>(
   UnsafeMutableRawPointer(p).storeBytes(of: accumulate ? load16(p) + scaled : scaled, as: SIMD16<Scalar>.self)
 }
 
-/// Whether the CPU has AVX-512's 32 registers of 16 floats (`headProduct` then takes blocks of 8 x 32).
-@usableFromInline let cpuHasAVX512 = cpuFlags().contains("avx512f")
+/// Which register blocks `headProduct` takes for Float products: 8 x 32 where the CPU has AVX-512's 32 registers
+/// of 16 floats, else 4 x 16. Both give the same bits; tests set it both ways to hold them to that (elsewhere the
+/// wide block would be emulated with pairs of narrower registers: right, but slower).
+public enum HeadBlocks {
+  @usableFromInline static let wideFlag = Atomic<Bool>(cpuFlags().contains("avx512f"))
+
+  /// Whether Float products take blocks of 8 x 32.
+  @inlinable
+  public static var wide: Bool { wideFlag.load(ordering: .relaxed) }
+
+  /// Runs `body` with the blocks chosen, then puts the machine's choice back.
+  public static func with<R>(wide: Bool, _ body: () throws -> R) rethrows -> R {
+    let previous = wideFlag.exchange(wide, ordering: .relaxed)
+    defer { wideFlag.store(previous, ordering: .relaxed) }
+    return try body()
+  }
+}
 
 /// C[0..<8, 0..<32] (+)= alpha * A[0..<8, lo..<hi] @ B[lo..<hi, 0..<32]: each step along k loads two vectors of
 /// B and broadcasts one number of A per row, 16 multiply-adds into 16 vectors of sums.

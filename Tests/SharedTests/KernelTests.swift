@@ -439,6 +439,36 @@ import Testing
     return (fast, reference)
   }
 
+  @Test func headProductsWideAndNarrowBlocksGiveTheSameBits() {
+    // The 8 x 32 blocks (taken on AVX-512 CPUs) against the 4 x 16 ones, both forced whatever this CPU has: the
+    // entries each part needs must agree to the bit, zero weights where a causal mask puts them.
+    for (m, n, k) in [(21, 53, 9), (64, 64, 32), (256, 64, 64), (37, 37, 20)] {
+      let parts: [(CausalPart, (Int, Int) -> Bool)] = [
+        (.all, { _, _ in false }), (.columnsUpToRow(shift: 2), { _, _ in false }),
+        (.innerUpToRow(shift: 2), { i, p in p > i + 2 }), (.innerFromRow(shift: 2), { i, p in i > p + 2 }),
+      ]
+      for (part, zeroed) in parts {
+        for (transposedA, accumulate) in [(false, false), (true, true)] {
+          func fast(wide: Bool) -> [Float] {
+            HeadBlocks.with(wide: wide) {
+              headProducts(
+                Float.self, m: m, n: n, k: k, part: part, transposedA: transposedA, accumulate: accumulate,
+                zeroed: zeroed
+              ).fast
+            }
+          }
+          let (wide, narrow) = (fast(wide: true), fast(wide: false))
+          for i in 0..<m {
+            let needed: Int
+            if case .columnsUpToRow(let shift) = part { needed = min(n, i + shift + 1) } else { needed = n }
+            let (got, want) = (wide[(i * n)..<(i * n + needed)], narrow[(i * n)..<(i * n + needed)])
+            #expect(got.elementsEqual(want), "\(m) x \(n) x \(k) \(part) transposed \(transposedA) row \(i)")
+          }
+        }
+      }
+    }
+  }
+
   @Test func headProductComputesThePartACausalMaskLeaves() {
     // Sizes with rows and columns left over after the 8 x 32 and 4 x 16 blocks (21 = 8 + 8 + 4 + 1 rows, 53 = 32 +
     // 16 + 5 columns), the 64 x 64 x 32 of nanoGPT's heads and the 256 x 64 x 64 of its Shakespeare model's.
@@ -485,7 +515,10 @@ import Testing
       // 37 positions and width 20: blocks of 4 rows and 16 columns with rows and columns left over; 5 queries
       // against 37 keys is the KV-cache shape; 64 x 32 is nanoGPT's head. With a gap, each row of a head lies
       // within a wider row, as in the packed projection (the kernels then gather the rows they run down).
-      for (tq, tk, d, gap) in [(37, 37, 20, 0), (5, 37, 20, 0), (64, 64, 32, 0), (3, 3, 2, 0), (37, 37, 20, 9)] {
+      for (tq, tk, d, gap) in [
+        (37, 37, 20, 0), (5, 37, 20, 0), (64, 64, 32, 0), (3, 3, 2, 0), (37, 37, 20, 9), (12, 37, 20, 9),
+        (5, 37, 20, 9),
+      ] {
         let rowWidth = d + gap
         let layout = (
           q: HeadLayout(positions: tq, width: d, rowWidth: rowWidth, offset: 0),

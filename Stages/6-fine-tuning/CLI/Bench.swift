@@ -27,6 +27,9 @@ struct BenchCommand: ParsableCommand {
   func validate() throws {
     try Check.number(seconds, "--seconds", in: .positive(upTo: 600))
     if large && !profile { throw UserError("--large goes with --profile: it chooses the model that is profiled") }
+    if profile && (hf != nil || decoding) {
+      throw UserError("--profile times only the training step: it does not go with --hf or --decoding")
+    }
   }
 
   /// The times of `body`, repeated for about `seconds` (default: --seconds; at least 3 times) after `warmup` calls.

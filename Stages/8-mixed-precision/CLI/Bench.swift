@@ -35,6 +35,10 @@ struct BenchCommand: ParsableCommand {
   func validate() throws {
     try Check.number(seconds, "--seconds", in: .positive(upTo: 600))
     if large && !profile { throw UserError("--large goes with --profile: it chooses the model that is profiled") }
+    if profile && (hf != nil || decoding || parallel || formats) {
+      throw UserError(
+        "--profile times only the training step: it does not go with --hf, --decoding, --parallel or --formats")
+    }
     try launch.check()
   }
 
