@@ -56,7 +56,13 @@ enum BadValues {
       ("--tokens", BadValues.count),
     ])
   static let tokenize = BadValues.cases(["tokenize", "--out-dir", "/tmp/x"], [("--vocab", BadValues.count)])
-  static let bench = BadValues.cases(["bench"], [("--seconds", BadValues.positive + ["601", "1e12"])])
+  static let bench =
+    BadValues.cases(["bench"], [("--seconds", BadValues.positive + ["601", "1e12"])]) + [
+      // Flags that do not go together: --large chooses the model --profile times, and --profile times only steps.
+      BadInput(arguments: ["bench", "--large"], option: "--large"),
+      BadInput(arguments: ["bench", "--profile", "--decoding"], option: "--profile"),
+      BadInput(arguments: ["bench", "--profile", "--hf", "/nonexistent"], option: "--profile"),
+    ]
   /// Sizes in range whose product is too large for the machine: the memory estimate refuses them.
   static let tooLarge = [
     BadInput(arguments: ["train", "--width", "65536", "--heads", "1"], option: "--width"),

@@ -56,7 +56,13 @@ enum BadValues {
       ("--tokens", BadValues.count),
     ])
   static let tokenize = BadValues.cases(["tokenize", "--out-dir", "/tmp/x"], [("--vocab", BadValues.count)])
-  static let bench = BadValues.cases(["bench"], [("--seconds", BadValues.positive + ["601", "1e12"])])
+  static let bench =
+    BadValues.cases(["bench"], [("--seconds", BadValues.positive + ["601", "1e12"])]) + [
+      // Flags that do not go together: --large chooses the model --profile times, and --profile times only steps.
+      BadInput(arguments: ["bench", "--large"], option: "--large"),
+      BadInput(arguments: ["bench", "--profile", "--decoding"], option: "--profile"),
+      BadInput(arguments: ["bench", "--profile", "--hf", "/nonexistent"], option: "--profile"),
+    ]
   static let finetune = BadValues.cases(
     ["finetune"],
     [
